@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (a venv in .venv, Debian packages when
+# root) and runs every check: ruff, mypy, and the whole pytest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff"
+ruff check swiftlite tests bench
+echo "== mypy"
+mypy
+echo "== pytest"
+# -n 2: the CI machine has two cores; tests pick free ports and own temp dirs.
+exec pytest -q -n "${PYTEST_WORKERS:-2}" -p no:cacheprovider "$@"
