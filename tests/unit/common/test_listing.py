@@ -1,0 +1,382 @@
+"""swiftlite.common.listing against OpenStack Swift's own listing code.
+
+Swift is the oracle: every parse and every byte of output is compared with what
+swift.common.middleware.listing_formats, swift.common.request_helpers and the
+container server's record builder produce for the same input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import types
+import urllib.parse
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from swift.common.middleware import listing_formats as swift_lf
+from swift.common.request_helpers import constrain_req_limit
+from swift.common.request_helpers import get_param as swift_get_param
+from swift.common.swob import HTTPException, Request
+from swift.common.utils import Timestamp as SwiftTimestamp
+from swift.container.server import ContainerController
+
+from swiftlite.common import listing
+from swiftlite.common.timestamp import Timestamp
+
+# Names: any Unicode except surrogates (not encodable as UTF-8), biased towards
+# the characters that need escaping in XML and JSON.
+NAME_CHARS = st.one_of(
+    st.sampled_from(
+        list("&<>\"'\t\r\n /\\;=%+?#") + ["\x01", "\x7f", "\u00e9", "\u2603", "\U0001f954"]
+    ),
+    st.characters(blacklist_categories=("Cs",)),
+)
+NAMES = st.text(NAME_CHARS, min_size=1, max_size=20)
+TIMESTAMPS = st.integers(min_value=0, max_value=10**15 - 1).map(lambda r: Timestamp.from_raw(r))
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def swift_content_type(query: str, accept: str | None) -> tuple[str, object]:
+    env = {"QUERY_STRING": query}
+    if accept is not None:
+        env["HTTP_ACCEPT"] = accept
+    req = Request.blank("/sda1/p/a", environ=env)
+    try:
+        return "ok", swift_lf.get_listing_content_type(req)
+    except HTTPException as exc:
+        return "err", (exc.status_int, b"".join(exc({"REQUEST_METHOD": "GET"}, lambda *a: None)))
+
+
+def ours_content_type(query: str, accept: str | None) -> tuple[str, object]:
+    try:
+        return "ok", listing.get_listing_content_type(listing.parse_query_string(query), accept)
+    except listing.ListingError as exc:
+        return "err", (exc.status, exc.body)
+
+
+ACCEPTS = [
+    None,
+    "",
+    "*/*",
+    "application/json",
+    "application/xml",
+    "text/xml",
+    "text/*",
+    "text/plain;q=0.1, application/json;q=0.2",
+    "application/xml;q=0.5, text/plain;q=0.4",
+    "*/*;q=0.1, text/xml",
+    "application/*;q=1, text/plain;q=1",
+    "text/plain;q=1, application/*",
+    "image/png",
+    "bad",
+    "text/plain;q=a",
+    "text/plain;q=1;q=0.5",
+    'text/plain;a="x=y"',
+    "application/json;charset=utf-8",
+    "  application/json  ",
+    "text/html, application/xhtml+xml, application/xml;q=0.9, */*;q=0.8",
+    "application/json;q=0",
+]
+FORMATS = [
+    "",
+    "format=json",
+    "format=xml",
+    "format=plain",
+    "format=JSON",
+    "format=Xml",
+    "format=foo",
+    "format=",
+    "format=%ff",
+    "format=json&format=xml",
+]
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+@pytest.mark.parametrize("query", FORMATS)
+def test_content_type_negotiation_matches_swift(query: str, accept: str | None) -> None:
+    assert ours_content_type(query, accept) == swift_content_type(query, accept)
+
+
+ACCEPT_PARTS = st.sampled_from(
+    [
+        "text/plain",
+        "application/json",
+        "application/xml",
+        "text/xml",
+        "*/*",
+        "text/*",
+        "application/*",
+        "image/png",
+        "foo/bar",
+        "*/json",
+        "bad",
+    ]
+)
+QS = st.sampled_from(["", ";q=0", ";q=0.5", ";q=1", ";q=0.9", ";level=1", ";q=1.0;x=y", ";q=x"])
+
+
+@SETTINGS
+@given(st.lists(st.tuples(ACCEPT_PARTS, QS), min_size=1, max_size=5))
+def test_random_accept_headers_match_swift(parts: list[tuple[str, str]]) -> None:
+    accept = ", ".join(t + q for t, q in parts)
+    assert ours_content_type("", accept) == swift_content_type("", accept)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "prefix=%ff",
+        "marker=%c3%28",
+        "end_marker=%80",
+        "delimiter=%fe",
+        "prefix=a%00b",
+        "prefix=%e2%98%83",
+        "prefix=a+b",
+        "prefix=%2B",
+        "prefix=&prefix=x",
+        "prefix",
+    ],
+)
+def test_get_param_matches_swift(query: str) -> None:
+    name = query.split("=")[0]
+    req = Request.blank("/sda1/p/a", environ={"QUERY_STRING": query})
+    try:
+        expected: object = ("ok", swift_get_param(req, name))
+    except HTTPException as exc:
+        expected = ("err", exc.status_int, exc.body, exc.headers["Content-Type"])
+    try:
+        got: object = ("ok", listing.get_param(listing.parse_query_string(query), name))
+    except listing.ListingError as exc:
+        got = ("err", exc.status, exc.body, exc.content_type)
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "0",
+        "1",
+        "10",
+        "9999",
+        "10000",
+        "10001",
+        "99999999",
+        "-1",
+        "abc",
+        "1.5",
+        " 5",
+        "\u0661",
+    ],
+)
+def test_limit_matches_swift(value: str | None) -> None:
+    query = "" if value is None else "limit=" + urllib.parse.quote(value)
+    req = Request.blank("/sda1/p/a", environ={"QUERY_STRING": query})
+    try:
+        expected: object = ("ok", constrain_req_limit(req, 10000))
+    except HTTPException as exc:
+        expected = ("err", exc.status_int, exc.body)
+    try:
+        got: object = ("ok", listing.constrain_limit(listing.parse_query_string(query), 10000))
+    except listing.ListingError as exc:
+        got = ("err", exc.status, exc.body)
+    assert got == expected
+
+
+def test_limit_error_text() -> None:
+    with pytest.raises(listing.ListingError) as info:
+        listing.parse_container_listing_params("limit=10001", None)
+    assert (info.value.status, info.value.body) == (412, b"Maximum limit is 10000")
+
+
+def test_account_params_all_fields() -> None:
+    q = "prefix=p%C3%A9&delimiter=/&reverse=on&limit=5&marker=m&end_marker=z&format=xml"
+    p = listing.parse_account_listing_params(q, None)
+    assert p == listing.ListingParams(
+        content_type="application/xml",
+        limit=5,
+        marker="m",
+        end_marker="z",
+        prefix="p\u00e9",
+        delimiter="/",
+        reverse=True,
+        format_given=True,
+    )
+    p = listing.parse_account_listing_params("", "application/json")
+    assert (
+        p.content_type,
+        p.limit,
+        p.marker,
+        p.end_marker,
+        p.prefix,
+        p.reverse,
+        p.format_given,
+    ) == ("application/json", 10000, "", None, None, False, False)
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("t", True),
+        ("yes", True),
+        ("1", True),
+        ("TRUE", True),
+        ("on", True),
+        ("false", False),
+        ("", False),
+        ("2", False),
+        ("reverse", False),
+    ],
+)
+def test_reverse_uses_config_true_value(value: str, expected: bool) -> None:
+    assert listing.parse_container_listing_params("reverse=" + value, None).reverse is expected
+
+
+def test_container_params_path_and_error_order() -> None:
+    p = listing.parse_container_listing_params("path=a/b&limit=0", None)
+    assert (p.path, p.limit) == ("a/b", 0)
+    # marker is checked before prefix, as swift.common.request_helpers does.
+    with pytest.raises(listing.ListingError) as info:
+        listing.parse_container_listing_params("prefix=%ff&marker=%ff", None)
+    assert info.value.body == b'"marker" parameter not valid UTF-8'
+    with pytest.raises(listing.ListingError) as info:
+        listing.parse_account_listing_params("prefix=%ff&marker=%ff", None)
+    assert info.value.body == b'"prefix" parameter not valid UTF-8'
+    # An unacceptable format is answered only after the parameters are checked.
+    with pytest.raises(listing.ListingError) as info:
+        listing.parse_container_listing_params("limit=20000", "image/png")
+    assert info.value.status == 412
+    with pytest.raises(listing.ListingError) as info:
+        listing.parse_container_listing_params("", "image/png")
+    assert info.value.status == 406
+
+
+def test_response_content_type() -> None:
+    assert listing.response_content_type("application/json") == "application/json; charset=utf-8"
+
+
+# --- output formats ----------------------------------------------------------
+
+
+def swift_object_record(name: str, created: str, size: int, ctype: str, etag: str) -> dict:
+    fake_self = types.SimpleNamespace(logger=None)
+    return ContainerController.update_object_record(fake_self, (name, created, size, ctype, etag))
+
+
+OBJ = st.tuples(
+    NAMES,
+    TIMESTAMPS,
+    st.integers(min_value=0, max_value=2**62),
+    st.one_of(
+        st.sampled_from(
+            [
+                "",
+                "text/plain",
+                "application/octet-stream;swift_bytes=123",
+                "text/plain; charset=utf-8;swift_bytes=5",
+                "a/b;swift_bytes=x",
+                'a/b; x="q;r"; swift_bytes=7; y',
+                "text/html;;",
+            ]
+        ),
+        NAMES,
+    ),
+    st.one_of(st.just(""), st.text("0123456789abcdef", min_size=32, max_size=32)),
+)
+ENTRY = st.one_of(OBJ, NAMES.map(lambda n: ("subdir", n)))
+
+
+@SETTINGS
+@given(st.lists(ENTRY, max_size=8), NAMES)
+def test_container_listing_formats_match_swift(entries: list, container: str) -> None:
+    ours, theirs = [], []
+    for entry in entries:
+        if entry[0] == "subdir":
+            ours.append(listing.subdir_record(entry[1]))
+            theirs.append({"subdir": entry[1]})
+        else:
+            name, ts, size, ctype, etag = entry
+            ours.append(listing.object_record(name, ts.internal, size, ctype, etag))
+            theirs.append(swift_object_record(name, ts.internal, size, ctype, etag))
+    assert listing.listing_json(ours) == json.dumps(theirs).encode("ascii")
+    assert listing.listing_text(ours) == swift_lf.listing_to_text(theirs)
+    assert listing.container_listing_xml(ours, container) == swift_lf.container_to_xml(
+        copy.deepcopy(theirs), container
+    )
+    for ctype in ("application/json", "application/xml", "text/xml", "text/plain"):
+        body = listing.format_container_listing(ours, ctype, container)
+        assert body == (
+            swift_lf.container_to_xml(copy.deepcopy(theirs), container)
+            if ctype.endswith("xml")
+            else json.dumps(theirs).encode()
+            if ctype.endswith("json")
+            else swift_lf.listing_to_text(theirs)
+        )
+
+
+CONT = st.tuples(
+    NAMES,
+    st.integers(min_value=0, max_value=2**62),
+    st.integers(min_value=0, max_value=2**62),
+    TIMESTAMPS,
+    st.one_of(st.none(), st.sampled_from(["gold", "Policy-0", "a&b<c>", "\u2603"])),
+)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(CONT, NAMES.map(lambda n: ("subdir", n))), max_size=8), NAMES)
+def test_account_listing_formats_match_swift(entries: list, account: str) -> None:
+    ours, theirs = [], []
+    for entry in entries:
+        if entry[0] == "subdir":
+            ours.append(listing.subdir_record(entry[1]))
+            theirs.append({"subdir": entry[1]})
+        else:
+            name, count, nbytes, ts, policy = entry
+            ours.append(listing.container_record(name, count, nbytes, ts.internal, policy))
+            # swift.account.utils.account_listing_response builds exactly this.
+            rec = {
+                "name": name,
+                "count": count,
+                "bytes": nbytes,
+                "last_modified": SwiftTimestamp(ts.internal).isoformat,
+            }
+            if policy is not None:
+                rec["storage_policy"] = policy
+            theirs.append(rec)
+    assert listing.listing_json(ours) == json.dumps(theirs).encode("ascii")
+    assert listing.listing_text(ours) == swift_lf.listing_to_text(theirs)
+    assert listing.account_listing_xml(ours, account) == swift_lf.account_to_xml(
+        copy.deepcopy(theirs), account
+    )
+    assert listing.format_account_listing(ours, "text/xml", account) == swift_lf.account_to_xml(
+        copy.deepcopy(theirs), account
+    )
+
+
+def test_exact_xml_shapes() -> None:
+    assert listing.container_listing_xml([], "c") == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<container name="c" />'
+    )
+    assert listing.account_listing_xml([], 'a"&') == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<account name="a&quot;&amp;">\n</account>'
+    )
+    body = listing.account_listing_xml(
+        [listing.container_record("x<", 1, 2, "1.00000", "gold"), listing.subdir_record("d/")], "a"
+    )
+    assert body == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<account name="a">\n'
+        b"<container><name>x&lt;</name><count>1</count><bytes>2</bytes>"
+        b"<last_modified>1970-01-01T00:00:01.000000</last_modified>"
+        b"<storage_policy>gold</storage_policy></container>\n"
+        b'<subdir name="d/" />\n</account>'
+    )
+
+
+def test_json_key_order_is_swifts() -> None:
+    rec = listing.object_record("o", "1.00000", 3, "text/plain", "e" * 32)
+    assert list(rec) == ["bytes", "hash", "name", "content_type", "last_modified"]
+    assert listing.listing_json([rec]).startswith(b'[{"bytes": 3, "hash": "eeee')
