@@ -29,6 +29,8 @@ class Timestamp:
     """A point in time as Swift stores it: ``raw`` units of 10 µs plus an offset."""
 
     __slots__ = ("raw", "offset")
+    raw: int
+    offset: int
 
     def __init__(
         self,
