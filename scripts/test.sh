@@ -11,7 +11,7 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"
-ruff check swiftlite tests bench
+ruff check .
 echo "== mypy"
 mypy
 echo "== pytest"
