@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from swiftlite.common import hashing
 from swiftlite.ring.ring import Ring
@@ -289,3 +291,54 @@ def test_large_part_power_handoff_stride(tmp_path):
     _assert_same_lookups(theirs, ours, _random_paths(17, 2000), handoffs=12)
     for part in (0, 1, parts - 1, 4242, 99999):
         assert list(ours.get_more_nodes(part)) == list(theirs.get_more_nodes(part))
+
+
+@st.composite
+def _random_ring(draw: st.DrawFn) -> tuple[list, list, int]:
+    part_power = draw(st.integers(min_value=0, max_value=7))
+    ndevs = draw(st.integers(min_value=1, max_value=12))
+    devs: list[dict[str, Any] | None] = []
+    for i in range(ndevs):
+        region = draw(st.integers(1, 3))
+        zone = draw(st.integers(0, 2))
+        devs.append(
+            {
+                "id": i,
+                "region": region,
+                "zone": zone,
+                "ip": f"10.{region}.{zone}.{draw(st.integers(1, 2))}",
+                "port": 6200,
+                "device": "d",
+                "weight": 1.0,
+                "meta": "",
+            }
+        )
+    holes = draw(st.sets(st.integers(0, ndevs - 1), max_size=ndevs - 1))
+    live = [i for i in range(ndevs) if i not in holes]
+    for i in holes:
+        devs[i] = None
+    parts = 1 << part_power
+    nrows = draw(st.integers(1, 4))
+    rows = [
+        draw(st.lists(st.sampled_from(live), min_size=parts, max_size=parts)) for _ in range(nrows)
+    ]
+    short = draw(st.integers(0, parts - 1))
+    if short:
+        rows.append(rows[0][:short])
+    return rows, devs, part_power
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(_random_ring())
+def test_random_rings_same_as_swift(tmp_path, ring):
+    """Arbitrary assignments (duplicates, holes, short rows): same answers."""
+    rows, devs, part_power = ring
+    path = tmp_path / "random.ring.gz"
+    RingData([*rows], devs, 32 - part_power).save(str(path))
+    theirs, ours = _load_both(path)
+    for part in range(1 << part_power):
+        assert ours.get_part_nodes(part) == theirs.get_part_nodes(part)
+        assert list(ours.get_more_nodes(part)) == list(theirs.get_more_nodes(part))
+    _assert_same_lookups(theirs, ours, _random_paths(part_power, 50), handoffs=0)
