@@ -1,0 +1,305 @@
+"""DiskFile: write paths, open/merge rules, tombstones, quarantine, readers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from swiftlite.common.hashing import hash_path
+from swiftlite.common.timestamp import Timestamp
+from swiftlite.object.diskfile import (
+    DiskFileCollision,
+    DiskFileDeleted,
+    DiskFileDeviceUnavailable,
+    DiskFileExpired,
+    DiskFileManager,
+    DiskFileNotExist,
+    DiskFileNotOpen,
+    DiskFileQuarantined,
+)
+from swiftlite.object.metadata import CHECKSUM_KEY, read_metadata
+
+
+@pytest.fixture
+def mgr(tmp_path):
+    (tmp_path / "sda").mkdir()
+    (tmp_path / "sdb").mkdir()
+    return DiskFileManager(str(tmp_path), fallocate_reserve="0")
+
+
+# Recent enough that tombstones are not reclaimable (reclaim_age is a week).
+BASE = int(time.time()) - 1000
+
+
+def ts(n: float) -> Timestamp:
+    return Timestamp(BASE + n)
+
+
+def put(df, body: bytes, t: Timestamp, **extra: str) -> str:
+    with df.create(len(body)) as w:
+        w.write(body)
+        meta = {
+            "X-Timestamp": t.internal,
+            "Content-Type": "text/plain",
+            "ETag": w.etag,
+            "Content-Length": str(len(body)),
+        }
+        meta.update(extra)
+        return w.put(meta)
+
+
+def test_layout_and_roundtrip(mgr, tmp_path):
+    df = mgr.get_diskfile("sda", 7, "a", "c", "o", policy_index=2)
+    path = put(df, b"hello", ts(1), **{"X-Object-Meta-Color": "blue"})
+    h = hash_path("a", "c", "o")
+    assert path == f"{tmp_path}/sda/objects-2/7/{h[-3:]}/{h}/{ts(1).internal}.data"
+    assert os.listdir(tmp_path / "sda" / "tmp-2") == []
+    df2 = mgr.get_diskfile("sda", 7, "a", "c", "o", policy_index=2)
+    with df2.open():
+        meta = df2.get_metadata()
+        assert meta["name"] == "/a/c/o"
+        assert meta["X-Object-Meta-Color"] == "blue"
+        assert meta["ETag"] == hashlib.md5(b"hello").hexdigest()
+        assert df2.content_length == 5
+        assert df2.data_timestamp == ts(1)
+        assert df2.timestamp == ts(1)
+        assert df2.data_path == path
+        with df2.reader() as r:
+            assert b"".join(r.iter_range(0, 5)) == b"hello"
+            assert r.finish_full_read()
+        fd = df2.open_fd()
+        assert os.pread(fd, 5, 0) == b"hello"
+        os.close(fd)
+
+
+def test_not_exist_and_not_open(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "nope")
+    with pytest.raises(DiskFileNotExist):
+        df.open()
+    with pytest.raises(DiskFileNotOpen):
+        df.get_metadata()
+    assert df.newest_timestamp() is None
+
+
+def test_device_checks(tmp_path):
+    (tmp_path / "sda").mkdir()
+    mgr = DiskFileManager(str(tmp_path))
+    with pytest.raises(DiskFileDeviceUnavailable):
+        mgr.get_diskfile("missing", 0, "a", "c", "o")
+    with pytest.raises(DiskFileDeviceUnavailable):
+        mgr.get_diskfile("..", 0, "a", "c", "o")
+    with pytest.raises(DiskFileDeviceUnavailable):
+        DiskFileManager(str(tmp_path), mount_check=True).get_diskfile("sda", 0, "a", "c", "o")
+
+
+def test_overwrite_keeps_only_newest(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"one", ts(1))
+    put(df, b"two", ts(2))
+    assert os.listdir(df.datadir) == [ts(2).internal + ".data"]
+    with df.open():
+        assert df.content_length == 3
+        assert df.data_timestamp == ts(2)
+    assert df.newest_timestamp() == ts(2)
+
+
+def test_tombstone(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"x", ts(1))
+    df.write_tombstone(ts(2))
+    assert os.listdir(df.datadir) == [ts(2).internal + ".ts"]
+    with pytest.raises(DiskFileDeleted) as info:
+        df.open()
+    assert info.value.timestamp == ts(2)
+    assert info.value.metadata["X-Timestamp"] == ts(2).internal
+    assert df.newest_timestamp() == ts(2)
+    # A tombstone for an absent object is written too.
+    df2 = mgr.get_diskfile("sda", 0, "a", "c", "never")
+    df2.write_tombstone(ts(3))
+    with pytest.raises(DiskFileDeleted):
+        df2.open()
+
+
+def test_fast_post_meta_merge(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(
+        df,
+        b"abc",
+        ts(1),
+        **{"X-Object-Meta-A": "1", "X-Object-Sysmeta-S": "s", "X-Static-Large-Object": "True"},
+    )
+    df.write_meta(
+        {
+            "X-Timestamp": ts(2).internal,
+            "X-Object-Meta-B": "2",
+            "X-Object-Sysmeta-S": "evil",
+            "ETag": "evil",
+            "Content-Type": "ignored",
+        }
+    )
+    with df.open():
+        meta = df.get_metadata()
+        assert meta["X-Object-Meta-B"] == "2"
+        assert "X-Object-Meta-A" not in meta
+        assert meta["X-Object-Sysmeta-S"] == "s"
+        assert meta["ETag"] == hashlib.md5(b"abc").hexdigest()
+        assert meta["X-Static-Large-Object"] == "True"
+        assert meta["Content-Type"] == "text/plain"
+        assert meta["X-Timestamp"] == ts(2).internal
+        assert df.timestamp == ts(2)
+        assert df.data_timestamp == ts(1)
+        assert df.get_datafile_metadata()["X-Object-Meta-A"] == "1"
+        assert "name" not in (df.get_metafile_metadata() or {})
+
+
+def test_ctype_meta_naming_and_merge(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"abc", ts(1))
+    df.write_meta(
+        {
+            "X-Timestamp": ts(2).internal,
+            "Content-Type": "image/png",
+            "Content-Type-Timestamp": ts(2).internal,
+            "X-Object-Meta-X": "1",
+        }
+    )
+    names = sorted(os.listdir(df.datadir))
+    assert names == [ts(1).internal + ".data", ts(2).internal + "+0.meta"]
+    df.write_meta({"X-Timestamp": ts(3).internal, "X-Object-Meta-Y": "2"})
+    assert sorted(os.listdir(df.datadir)) == [
+        ts(1).internal + ".data",
+        ts(2).internal + "+0.meta",
+        ts(3).internal + ".meta",
+    ]
+    with df.open():
+        meta = df.get_metadata()
+        assert meta["Content-Type"] == "image/png"
+        assert meta["X-Object-Meta-Y"] == "2"
+        assert "X-Object-Meta-X" not in meta
+        assert df.content_type_timestamp == ts(2)
+
+
+def test_expired(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"abc", ts(1), **{"X-Delete-At": str(BASE + 100)})
+    with df.open(now=BASE + 99):
+        pass
+    with pytest.raises(DiskFileExpired) as info:
+        df.open(now=BASE + 100)
+    assert info.value.metadata["X-Delete-At"] == str(BASE + 100)
+
+
+def test_collision(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"abc", ts(1))
+    other = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    other.name = "/a/c/other"
+    with pytest.raises(DiskFileCollision):
+        other.open()
+
+
+def _quarantined(tmp_path, dev="sda"):
+    qdir = tmp_path / dev / "quarantined" / "objects"
+    return sorted(os.listdir(qdir)) if qdir.exists() else []
+
+
+def test_quarantine_bad_metadata(mgr, tmp_path):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    path = put(df, b"abc", ts(1))
+    os.setxattr(path, CHECKSUM_KEY, b"0" * 32)
+    with pytest.raises(DiskFileQuarantined):
+        df.open()
+    assert _quarantined(tmp_path) == [df.name_hash]
+    assert not os.path.exists(df.datadir)
+    with pytest.raises(DiskFileNotExist):
+        df.open()
+
+
+def test_quarantine_size_mismatch(mgr, tmp_path):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    path = put(df, b"abc", ts(1))
+    with open(path, "r+b") as fh:
+        fh.truncate(2)
+    with pytest.raises(DiskFileQuarantined):
+        df.open()
+    assert _quarantined(tmp_path) == [df.name_hash]
+    # Quarantining again under the same hash gets a unique name.
+    put(df, b"abc", ts(2))
+    os.truncate(df.datadir + "/" + ts(2).internal + ".data", 1)
+    with pytest.raises(DiskFileQuarantined):
+        df.open()
+    q = _quarantined(tmp_path)
+    assert len(q) == 2 and q[0] == df.name_hash and q[1].startswith(df.name_hash + "-")
+
+
+def test_quarantine_md5_mismatch_after_full_read(mgr, tmp_path):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    path = put(df, b"abcdef", ts(1))
+    with open(path, "r+b") as fh:
+        fh.write(b"X")
+    with df.open():
+        with df.reader() as r:
+            assert r.read(3) == b"Xbc"
+            assert r.read(100) == b"def"
+            assert r.read(100) == b""
+            assert not r.finish_full_read()
+    assert _quarantined(tmp_path) == [df.name_hash]
+
+
+def test_partial_read_skips_md5(mgr, tmp_path):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    path = put(df, b"abcdef", ts(1))
+    with open(path, "r+b") as fh:
+        fh.write(b"X")
+    with df.open():
+        with df.reader() as r:
+            assert b"".join(r.iter_range(2, 4)) == b"cd"
+            assert r.finish_full_read()
+    assert _quarantined(tmp_path) == []
+
+
+def swift_limit_metadata() -> dict[str, str]:
+    """Swift's limits: 90 user items totalling 4096 bytes, 1024-byte name,
+    256-byte content type, system fields (same as test_metadata's)."""
+    meta = {
+        "name": "/a/c/o",
+        "Content-Type": "application/x-" + "t" * 242,
+        "Content-Length": "5",
+        "ETag": hashlib.md5(b"zzzzz").hexdigest(),
+        "X-Object-Sysmeta-Slo-Etag": "e" * 32,
+        "Content-Disposition": "attachment; filename=" + "f" * 200,
+    }
+    for i in range(90):
+        key = f"k{i:03d}"
+        meta["X-Object-Meta-" + key] = "v" * (45 - len(key) + (1 if i < 46 else 0))
+    assert (
+        sum(len(k) - 14 + len(v) for k, v in meta.items() if k.startswith("X-Object-Meta-")) == 4096
+    )
+    return meta
+
+
+def test_large_metadata_object(mgr):
+    meta = swift_limit_metadata()
+    obj = "o" * (1024 - len("/a/c/"))
+    df = mgr.get_diskfile("sda", 0, "a", "c", obj)
+    meta["name"] = df.name
+    assert len(df.name) == 1024
+    body = b"z" * 5
+    meta["X-Timestamp"] = ts(1).internal
+    with df.create(5) as w:
+        w.write(body)
+        path = w.put(meta)
+    assert os.path.getsize(path) > 5
+    with df.open():
+        got = df.get_metadata()
+        assert df.content_length == 5
+        for key, value in meta.items():
+            assert got[key] == value
+        with df.reader() as r:
+            assert r.read(1 << 20) == body
+            assert r.read(1) == b""
+            assert r.finish_full_read()
+    assert read_metadata(path)["X-Object-Meta-k089"] == meta["X-Object-Meta-k089"]
