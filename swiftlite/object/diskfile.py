@@ -620,7 +620,7 @@ class DiskFileWriter:
         target = os.path.join(df.datadir, make_on_disk_filename(timestamp, self.ext, ctype_ts))
         fsync = df.mgr.fsync
         try:
-            write_metadata(self._fd, meta, data_end=self.bytes_written)
+            write_metadata(self._fd, meta, data_end=self.bytes_written, fresh=True)
             if fsync:
                 os.fsync(self._fd)
             created = self._rename_into_place(target)
@@ -649,18 +649,26 @@ class DiskFileWriter:
         assert self.tmp_path is not None
         df = self.df
         created: list[str] = []
-        for _attempt in range(5):
-            created += diskfile_io.makedirs_count(df.datadir)
-            invalidate_hash(df.suffix_path)
-            try:
-                os.rename(self.tmp_path, target)
-                return created
-            except FileNotFoundError:
-                # cleanup_ondisk_files (another writer, or a rehash) removed
-                # the emptied hash dir between our mkdir and rename: redo.
-                if not os.path.exists(self.tmp_path):
-                    raise
-        raise DiskFileError(f"could not rename into {df.datadir}")
+        try:
+            for _attempt in range(5):
+                created += diskfile_io.makedirs_count(df.datadir)
+                invalidate_hash(df.suffix_path)
+                try:
+                    os.rename(self.tmp_path, target)
+                    return created
+                except FileNotFoundError:
+                    # cleanup_ondisk_files (another writer, or a rehash) removed
+                    # the emptied hash dir between our mkdir and rename: redo.
+                    if not os.path.exists(self.tmp_path):
+                        raise
+            raise DiskFileError(f"could not rename into {df.datadir}")
+        except Exception:
+            # Leave nothing behind: drop the dirs this write created (they are
+            # empty unless a concurrent writer used them, and then rmdir fails).
+            for path in reversed(created):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+            raise
 
     def _close_fd(self) -> None:
         if self._fd is not None:

@@ -151,17 +151,19 @@ def _existing_data_end(fd: int) -> int:
         return os.fstat(fd).st_size
 
 
-def _write_inline(fd: int, blob: bytes, chunk_size: int) -> None:
+def _write_inline(fd: int, blob: bytes, chunk_size: int, fresh: bool) -> None:
     index = 0
     for start in range(0, len(blob), chunk_size):
         os.setxattr(fd, _chunk_key(index), blob[start : start + chunk_size])
         index += 1
-    _remove_chunks_from(fd, index)
+    if not fresh:
+        _remove_chunks_from(fd, index)
 
 
 def _write_tail(fd: int, blob: bytes, data_end: int) -> None:
     # Truncate first: an earlier tail (rewrite) must not linger past the new one.
-    os.ftruncate(fd, data_end)
+    if os.fstat(fd).st_size != data_end:
+        os.ftruncate(fd, data_end)
     written = 0
     while written < len(blob):
         written += os.pwrite(fd, blob[written:], data_end + written)
@@ -179,12 +181,15 @@ def write_metadata(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     inline_limit: int = INLINE_LIMIT,
+    fresh: bool = False,
 ) -> None:
     """Store ``metadata`` on the open file ``fd`` (inline or in the tail).
 
     ``data_end`` is the length of the object's bytes (what the writer wrote);
     when None it is taken from an existing record, else from ``st_size``.
-    Raises DiskFileNoSpace on ENOSPC/EDQUOT.
+    ``fresh`` promises the file never carried a record (a new temp file), which
+    saves the syscalls that clear an old one. Raises DiskFileNoSpace on
+    ENOSPC/EDQUOT.
     """
     blob = encode_metadata(metadata)
     try:
@@ -193,13 +198,13 @@ def write_metadata(
         inline = len(blob) <= inline_limit
         if inline:
             try:
-                _write_inline(fd, blob, chunk_size)
+                _write_inline(fd, blob, chunk_size, fresh)
             except OSError as exc:
                 if exc.errno not in _XATTR_FULL:
                     raise
                 # The xattr block is full (ext4): keep the blob in the tail.
                 inline = False
-        if inline:
+        if inline and not fresh:
             # A rewrite that shrinks back to inline drops the old tail.
             if os.fstat(fd).st_size > data_end:
                 os.ftruncate(fd, data_end)
