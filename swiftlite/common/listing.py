@@ -16,7 +16,7 @@ import dataclasses
 import json
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from swiftlite.common.config import config_true_value
@@ -364,7 +364,7 @@ def account_listing_xml(records: Iterable[Mapping[str, Any]], account: str) -> b
     return _encode_xml("".join(parts))
 
 
-def listing_json(records: list[Mapping[str, Any]]) -> bytes:
+def listing_json(records: Sequence[Mapping[str, Any]]) -> bytes:
     return json.dumps(records).encode("ascii")
 
 
@@ -375,7 +375,7 @@ def listing_text(records: Iterable[Mapping[str, Any]]) -> bytes:
 
 
 def format_container_listing(
-    records: list[Mapping[str, Any]], content_type: str, container: str
+    records: Sequence[Mapping[str, Any]], content_type: str, container: str
 ) -> bytes:
     """Body of a container GET in the negotiated format (an empty body means 204)."""
     if content_type.endswith("/xml"):
@@ -386,7 +386,7 @@ def format_container_listing(
 
 
 def format_account_listing(
-    records: list[Mapping[str, Any]], content_type: str, account: str
+    records: Sequence[Mapping[str, Any]], content_type: str, account: str
 ) -> bytes:
     """Body of an account GET in the negotiated format (an empty body means 204)."""
     if content_type.endswith("/xml"):
