@@ -1,0 +1,610 @@
+"""Shared machinery for the storage-server benchmarks (swiftlite vs OpenStack Swift).
+
+What lives here and why:
+
+- storage: an XFS loop image per run (as Swift's all-in-one guide does; file
+  creation on this machine's root ext4 costs ~1 ms of kernel time, on XFS
+  ~25 us), or a plain directory on the root ext4 for the second line; both are
+  always cleaned up (unmount + delete the image) in ``finally``.
+- servers: config files for both systems generated from one set of choices
+  (same devices layout, same worker count, both fsyncing, logging at WARNING)
+  and a process wrapper that waits for the port, reports a dead server with
+  the tail of its log, and stops its own process group.
+- load: one asyncio + aiohttp client process (uvloop when importable) running
+  N requests at a fixed concurrency, keep-alive, recording each latency.
+- a "ceiling" server (``python3 bench/_harness.py ceiling PORT``) that answers
+  the same requests from memory, so every report can say how fast the client
+  itself can go on this 2-core machine: a figure near the ceiling is
+  client-bound, not server-bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+import aiohttp
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HASH_PREFIX = "benchprefix"
+HASH_SUFFIX = "benchsuffix"
+DEVICE = "sda1"
+
+
+# --------------------------------------------------------------------------
+# storage
+
+
+def _run(cmd: Sequence[str]) -> None:
+    subprocess.run(list(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@contextlib.contextmanager
+def storage_root(kind: str, base: str, size: str = "6G") -> Iterator[str]:
+    """Yield a directory on ``kind`` storage ("xfs" loop image or plain "ext4" dir)."""
+    os.makedirs(base, exist_ok=True)
+    if kind == "ext4":
+        path = tempfile.mkdtemp(prefix="ext4-", dir=base)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        return
+    if kind != "xfs":
+        raise ValueError(f"unknown storage kind {kind!r}")
+    image = tempfile.mktemp(prefix="xfs-", suffix=".img", dir=base)
+    mnt = image[:-4] + ".mnt"
+    mounted = False
+    try:
+        _run(["truncate", "-s", size, image])
+        # -i size=1024: room for Swift's xattrs inline, as the SAIO guide says.
+        _run(["mkfs.xfs", "-q", "-f", "-i", "size=1024", image])
+        os.makedirs(mnt, exist_ok=True)
+        _run(["mount", "-o", "loop,noatime", image, mnt])
+        mounted = True
+        yield mnt
+    finally:
+        if mounted:
+            for attempt in range(10):
+                res = subprocess.run(["umount", mnt], capture_output=True)
+                if res.returncode == 0:
+                    break
+                time.sleep(0.5 * (attempt + 1))
+            else:
+                subprocess.run(["umount", "-l", mnt], capture_output=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(mnt)
+        with contextlib.suppress(OSError):
+            os.unlink(image)
+
+
+def make_devices(root: str, name: str) -> str:
+    """Create ``<root>/<name>/<DEVICE>`` and return the devices root."""
+    devices = os.path.join(root, name)
+    os.makedirs(os.path.join(devices, DEVICE), exist_ok=True)
+    return devices
+
+
+# --------------------------------------------------------------------------
+# configs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_swift_configs(
+    etc: str, role: str, devices: str, port: int, extra: dict[str, str] | None = None
+) -> str:
+    """Write swift.conf and ``<role>-server.conf`` for OpenStack Swift; return the conf path.
+
+    ``role`` is "object" or "container". The pipeline holds only the app: no
+    middleware on either side, so both systems serve the bare backend protocol.
+    """
+    os.makedirs(etc, exist_ok=True)
+    with open(os.path.join(etc, "swift.conf"), "w") as fp:
+        fp.write(
+            "[swift-hash]\n"
+            f"swift_hash_path_prefix = {HASH_PREFIX}\n"
+            f"swift_hash_path_suffix = {HASH_SUFFIX}\n\n"
+            "[storage-policy:0]\nname = Policy-0\ndefault = yes\n"
+        )
+    lines = [
+        "[DEFAULT]",
+        f"devices = {devices}",
+        "mount_check = false",
+        "disable_fallocate = true",
+        "bind_ip = 127.0.0.1",
+        f"bind_port = {port}",
+        "workers = 1",
+        "user = root",
+        f"swift_dir = {etc}",
+        "log_level = WARNING",
+        f"log_name = {role}-server",
+        "",
+        "[pipeline:main]",
+        f"pipeline = {role}-server",
+        "",
+        f"[app:{role}-server]",
+        f"use = egg:swift#{role}",
+    ]
+    for key, value in (extra or {}).items():
+        lines.append(f"{key} = {value}")
+    path = os.path.join(etc, f"{role}-server.conf")
+    with open(path, "w") as fp:
+        fp.write("\n".join(lines) + "\n")
+    return path
+
+
+def write_swiftlite_configs(
+    etc: str, role: str, devices: str, port: int, extra: dict[str, Any] | None = None
+) -> str:
+    """Write swiftlite.yaml and ``<role>-server.yaml``; return the conf path."""
+    os.makedirs(etc, exist_ok=True)
+    with open(os.path.join(etc, "swiftlite.yaml"), "w") as fp:
+        fp.write(
+            f"hash_path_prefix: {HASH_PREFIX}\nhash_path_suffix: {HASH_SUFFIX}\n"
+            "policies:\n  - index: 0\n    name: Policy-0\n    default: true\n"
+        )
+    conf: dict[str, Any] = {
+        "bind_ip": "127.0.0.1",
+        "bind_port": port,
+        "workers": 1,
+        "devices": devices,
+        "mount_check": False,
+        "swift_dir": etc,
+        "log_level": "WARNING",
+    }
+    conf.update(extra or {})
+    path = os.path.join(etc, f"{role}-server.yaml")
+    with open(path, "w") as fp:
+        # JSON is valid YAML and needs no YAML writer here.
+        json.dump(conf, fp, indent=1)
+    return path
+
+
+# --------------------------------------------------------------------------
+# server processes
+
+
+class ServerFailed(RuntimeError):
+    """A server under test did not start or died; the message says which and why."""
+
+
+class ServerProc:
+    """One server under test, in its own process group so stopping it stops its workers."""
+
+    def __init__(self, name: str, argv: Sequence[str], port: int, log_path: str) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.port = port
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fp:
+                return "".join(fp.readlines()[-lines:]).rstrip()
+        except OSError:
+            return "(no log)"
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ServerFailed(f"{self.name}: cannot run {self.argv[0]}: {exc}") from None
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerFailed(
+                    f"{self.name} exited with status {self.proc.returncode} at start-up; "
+                    f"log tail:\n{self.log_tail()}"
+                )
+            if self._answers():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise ServerFailed(f"{self.name} did not answer HTTP within {timeout}s:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        """True once the port answers an HTTP request with any status line."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return s.recv(12).startswith(b"HTTP/1.")
+        except OSError:
+            return False
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            code = None if self.proc is None else self.proc.returncode
+            raise ServerFailed(f"{self.name} died (status {code}); log tail:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+        # Workers that outlived their parent are still in the group we created.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def swift_server(role: str, conf: str, port: int, log_path: str) -> ServerProc:
+    exe = shutil.which(f"swift-{role}-server") or f"swift-{role}-server"
+    return ServerProc(f"swift {role}-server", [exe, conf], port, log_path)
+
+
+def swiftlite_server(role: str, conf: str, port: int, log_path: str) -> ServerProc:
+    exe = shutil.which(f"swiftlite-{role}-server") or f"swiftlite-{role}-server"
+    return ServerProc(f"swiftlite {role}-server", [exe, conf], port, log_path)
+
+
+def ceiling_server(port: int, log_path: str) -> ServerProc:
+    argv = [sys.executable, os.path.join(HERE, "_harness.py"), "ceiling", str(port)]
+    return ServerProc("ceiling (in-memory) server", argv, port, log_path)
+
+
+# --------------------------------------------------------------------------
+# load generation
+
+
+@dataclasses.dataclass
+class Req:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+@dataclasses.dataclass
+class Result:
+    """One load run: ``n`` requests at ``concurrency``, latencies in seconds."""
+
+    n: int
+    concurrency: int
+    elapsed: float
+    latencies: list[float]
+    payload_bytes: int
+    errors: int
+    first_error: str | None = None
+
+    @property
+    def ops_s(self) -> float:
+        return (self.n - self.errors) / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def mb_s(self) -> float:
+        return self.payload_bytes / self.elapsed / 1e6 if self.elapsed > 0 else 0.0
+
+    def pct(self, p: float) -> float:
+        return percentile(self.latencies, p)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "concurrency": self.concurrency,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "elapsed_s": round(self.elapsed, 4),
+            "ops_s": round(self.ops_s, 1),
+            "mb_s": round(self.mb_s, 2),
+            "p50_ms": round(self.pct(50) * 1000, 3),
+            "p99_ms": round(self.pct(99) * 1000, 3),
+        }
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-p * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def install_uvloop() -> None:
+    """Use uvloop for the client too, as the servers do (it is ~2x cheaper per request)."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def run_load(
+    base_url: str,
+    make_req: Callable[[int], Req],
+    n: int,
+    concurrency: int,
+    ok_status: Sequence[int],
+    timeout: float = 120.0,
+) -> Result:
+    """Send ``make_req(0..n-1)`` with ``concurrency`` keep-alive connections.
+
+    Bodies of responses are read to the end (in 1 MiB pieces, then dropped) so a
+    GET costs the client what a real reader pays; the payload count is request
+    body bytes plus response body bytes.
+    """
+    latencies: list[float] = []
+    state = {"next": 0, "errors": 0, "bytes": 0}
+    first_error: list[str] = []
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, ttl_dns_cache=None)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    ok = set(ok_status)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while True:
+            i = state["next"]
+            if i >= n:
+                return
+            state["next"] = i + 1
+            req = make_req(i)
+            t0 = time.perf_counter()
+            try:
+                async with session.request(
+                    req.method, base_url + req.path, headers=req.headers, data=req.body
+                ) as resp:
+                    got = 0
+                    while True:
+                        chunk = await resp.content.read(1 << 20)
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                    status = resp.status
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                status, got = -1, 0
+                if not first_error:
+                    first_error.append(f"{req.method} {req.path}: {type(exc).__name__}: {exc}")
+            latencies.append(time.perf_counter() - t0)
+            if status in ok:
+                state["bytes"] += got + (len(req.body) if req.body else 0)
+            else:
+                state["errors"] += 1
+                if not first_error:
+                    first_error.append(f"{req.method} {req.path}: status {status}")
+
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=client_timeout, auto_decompress=False
+    ) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(min(concurrency, n))))
+        elapsed = time.perf_counter() - t0
+    return Result(
+        n=n,
+        concurrency=concurrency,
+        elapsed=elapsed,
+        latencies=latencies,
+        payload_bytes=state["bytes"],
+        errors=state["errors"],
+        first_error=first_error[0] if first_error else None,
+    )
+
+
+def _recv_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read a response head; return (status, lower-cased headers, body bytes already read)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed before the response head")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    return status, headers, rest
+
+
+def big_transfer(port: int, req: Req, buf: bytearray) -> tuple[int, int]:
+    """One request on a fresh blocking socket; return (status, response body bytes).
+
+    Why not aiohttp here: its client tops out near 450-550 MB/s on this machine
+    (it copies every chunk through its StreamReader), below what a server can
+    send over loopback, so for 64 MiB objects it would measure the client.
+    ``sendall`` of the body and ``recv_into`` one reused buffer cost almost
+    nothing, so the server's speed shows. Bodies are sized by Content-Length
+    (both servers send it for a whole-object GET); anything else reads to EOF.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=600) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        lines = [f"{req.method} {req.path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in req.headers.items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if req.body:
+            sock.sendall(req.body)
+        status, headers, rest = _recv_head(sock)
+        got = len(rest)
+        view = memoryview(buf)
+        want = int(headers["content-length"]) if "content-length" in headers else -1
+        if req.method == "HEAD":
+            want = 0
+        while want < 0 or got < want:
+            n = sock.recv_into(view)
+            if not n:
+                break
+            got += n
+        return status, got
+
+
+def run_big_load(
+    port: int, make_req: Callable[[int], Req], n: int, ok_status: Sequence[int]
+) -> Result:
+    """``n`` large-object requests one after another (concurrency 1), blocking sockets."""
+    buf = bytearray(4 << 20)
+    latencies: list[float] = []
+    errors = 0
+    payload = 0
+    first_error: str | None = None
+    t_start = time.perf_counter()
+    for i in range(n):
+        req = make_req(i)
+        t0 = time.perf_counter()
+        try:
+            status, got = big_transfer(port, req, buf)
+        except (OSError, ValueError, KeyError) as exc:
+            status, got = -1, 0
+            first_error = first_error or f"{req.method} {req.path}: {type(exc).__name__}: {exc}"
+        latencies.append(time.perf_counter() - t0)
+        if status in ok_status:
+            payload += got + (len(req.body) if req.body else 0)
+        else:
+            errors += 1
+            first_error = first_error or f"{req.method} {req.path}: status {status}"
+    return Result(
+        n=n,
+        concurrency=1,
+        elapsed=time.perf_counter() - t_start,
+        latencies=latencies,
+        payload_bytes=payload,
+        errors=errors,
+        first_error=first_error,
+    )
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def partition(account: str, container: str, obj: str | None = None, part_power: int = 10) -> int:
+    """Swift's partition for a path (same secrets as the generated configs), so
+    both systems spread their files over the same directory tree."""
+    path = f"/{account}/{container}" + (f"/{obj}" if obj is not None else "")
+    digest = hashlib.md5((HASH_PREFIX + path + HASH_SUFFIX).encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> (32 - part_power)
+
+
+def timestamp() -> str:
+    """A Swift normal-form timestamp, unique per call within this process."""
+    global _last_ts
+    now = max(time.time(), _last_ts + 0.00001)
+    _last_ts = now
+    return f"{now:016.5f}"
+
+
+_last_ts = 0.0
+
+
+# --------------------------------------------------------------------------
+# figures
+
+
+def median_summary(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-figure median over rounds (each round is one ``Result.summary()``)."""
+    if not results:
+        return {}
+    out: dict[str, Any] = {"rounds": len(results)}
+    for key in ("ops_s", "mb_s", "p50_ms", "p99_ms", "elapsed_s"):
+        out[key] = round(statistics.median(r[key] for r in results), 3)
+    out["errors"] = sum(r["errors"] for r in results)
+    errs = [r["first_error"] for r in results if r.get("first_error")]
+    out["first_error"] = errs[0] if errs else None
+    out["n"] = results[0]["n"]
+    out["concurrency"] = results[0]["concurrency"]
+    return out
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(value: float | None, lower_is_better: bool = False) -> str:
+    if value is None:
+        return "  n/a"
+    return f"{value:5.2f}x" + (" (lower is better)" if lower_is_better else "")
+
+
+def print_table(title: str, rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  " + "  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  " + "  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  " + "  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def cpu_note() -> str:
+    return f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}"
+
+
+# --------------------------------------------------------------------------
+# the in-memory ceiling server
+
+
+def _serve_ceiling(port: int) -> None:
+    """Answer PUT/GET/HEAD/DELETE from memory: what the client alone can reach."""
+    from aiohttp import web
+
+    store: dict[str, int] = {}
+    blobs: dict[int, bytes] = {}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.method == "PUT":
+            size = 0
+            async for chunk in request.content.iter_chunked(1 << 20):
+                size += len(chunk)
+            store[request.path] = size
+            return web.Response(status=201)
+        if request.path == "/healthcheck":
+            return web.Response(text="OK")
+        size = store.get(request.path)
+        if size is None:
+            return web.Response(status=404)
+        if request.method == "DELETE":
+            del store[request.path]
+            return web.Response(status=204)
+        if request.method == "HEAD":
+            return web.Response(headers={"Content-Length": str(size)})
+        if size not in blobs:
+            blobs[size] = b"x" * size
+        return web.Response(body=blobs[size])
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    install_uvloop()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "ceiling":
+        _serve_ceiling(int(sys.argv[2]))
+    else:
+        print("usage: _harness.py ceiling PORT", file=sys.stderr)
+        sys.exit(2)
