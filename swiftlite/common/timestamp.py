@@ -83,7 +83,8 @@ class Timestamp:
 
     @property
     def timestamp(self) -> float:
-        return self.raw * PRECISION
+        # Rounded as Swift rounds it: 3.0, not 3.0000000000000004.
+        return round(self.raw * PRECISION, 5)
 
     def __float__(self) -> float:
         return self.timestamp
@@ -172,8 +173,8 @@ def last_modified_date_to_timestamp(value: str) -> Timestamp:
     """Inverse of :attr:`Timestamp.isoformat` for listing values."""
     dt = datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f")
     delta = dt - _EPOCH
-    raw = (delta.days * 86400 + delta.seconds) * RAW_PER_SECOND + delta.microseconds // 10
-    return Timestamp.from_raw(raw)
+    # Through a float, as Swift does: the rounding must match theirs.
+    return Timestamp(delta.total_seconds())
 
 
 def encode_timestamps(
