@@ -258,15 +258,15 @@ def get_hashes(
         return {}
     for _attempt in range(100):
         orig = consolidate_hashes(partition_dir)
-        listdir = do_listdir
         if not orig["valid"]:
-            # Only a full listing can make an unknown state valid.
-            listdir = True
+            # Only a full listing can make an unknown state valid; it stays on
+            # for a redo, since the state we listed may be what changed.
+            do_listdir = True
             hashes: dict[str, str | None] = {}
         else:
             hashes = dict(orig["hashes"])
         modified = False
-        if listdir:
+        if do_listdir:
             for name in os.listdir(partition_dir):
                 if valid_suffix(name):
                     hashes.setdefault(name, None)
