@@ -61,6 +61,10 @@ def _load_builder(s: Session, command: str) -> None:
         s.fail(f"Ring Builder file does not exist: {path}")
     try:
         s.builder = s.engine.builder_cls.load(path)
+    except s.engine.builder_errors as exc:
+        # The engine's own message: invalid file, or a Swift pickle builder
+        # (refused, never unpickled) with the way to recreate it.
+        s.fail(str(exc))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, EOFError):
         s.fail(f"Ring Builder file is invalid: {path}")
     except Exception as exc:

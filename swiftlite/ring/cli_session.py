@@ -3,6 +3,7 @@ the commands share (exiting, saving, reading builder internals)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -56,7 +57,14 @@ class Session:
         return os.path.join(self.backup_dir, f"{int(ts)}." + os.path.basename(path))
 
     def save_builder(self, path: str | None = None) -> None:
-        self.builder.save(path or self.builder_file)
+        """Save without the engine's automatic backup: like Swift's tool, the
+        CLI itself writes backups exactly where Swift does (create, rebalance,
+        write_ring), so the backups directory looks the same."""
+        save = self.builder.save
+        if "backup" in inspect.signature(save).parameters:
+            save(path or self.builder_file, backup=False)
+        else:
+            save(path or self.builder_file)
 
     # -- builder views (engine-neutral) -----------------------------------
 
