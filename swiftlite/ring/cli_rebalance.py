@@ -8,6 +8,7 @@ import logging
 import optparse
 import os
 import sys
+from collections.abc import Callable
 from time import time
 from typing import Any
 
@@ -224,7 +225,7 @@ def write_builder(s: Session) -> int:
     else:
         print("WARNING: default min_part_hours may not match the value in the lost builder.\n", file=sys.stderr)
         min_part_hours = 24
-    ring = s.engine.ring_data_cls.load(s.ring_file)
+    ring = _load_ring(s, s.engine.ring_data_cls.load, s.ring_file)
     s.builder = builder_from_ring(s, ring, min_part_hours)
     s.save_builder()
     return EXIT_SUCCESS
@@ -333,15 +334,25 @@ def set_overload(s: Session) -> int:
 def version(s: Session) -> int:
     if len(s.argv) < 3:
         s.usage("create")
-    try:
-        ring = _load_ring_metadata(s)
-    except ValueError as exc:
-        s.fail(str(exc))
+    ring = _load_ring(s, _load_ring_metadata, s)
     print(
         f"{s.ring_file}: Serialization version: {ring.format_version} "
         f"({ring.dev_id_bytes}-byte IDs), build version: {ring.version}"
     )
     return EXIT_SUCCESS
+
+
+def _load_ring(s: Session, loader: Callable[[Any], Any], arg: Any) -> Any:
+    """Load a ring file; a missing or unreadable one is a one-line error
+    (exit 2) where Swift's tool dies with a traceback (also exit 2)."""
+    try:
+        return loader(arg)
+    except FileNotFoundError:
+        s.fail(f"Ring file does not exist: {s.ring_file}")
+    except OSError as exc:
+        s.fail(f"Ring file cannot be read: {s.ring_file}: {exc.strerror or exc}")
+    except ValueError as exc:
+        s.fail(str(exc))
 
 
 def _load_ring_metadata(s: Session) -> Any:

@@ -150,6 +150,9 @@ Step = tuple[str, str, str | None]
 DEVICES: list[Step] = [
     ("", "usage", None),
     ("x.builder", "exact", None),
+    # Swift dies with a traceback here; swiftlite says what is missing.
+    ("x.builder version", "code", None),
+    ("x.ring.gz write_builder", "code", None),
     ("x.builder create", "usage", None),
     ("x.builder create 6 3", "usage", None),
     ("x.builder create 40 3 1", "exact", None),

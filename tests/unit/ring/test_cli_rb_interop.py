@@ -183,3 +183,7 @@ def test_console_script_exit_codes(tmp_path: Path) -> None:
     assert "No partitions could be reassigned." in again.stdout
     assert run("c.builder", "set_overload", "2").returncode == 1
     assert run("c.builder", "bogus").returncode == 2
+    no_ring = run("nope.ring.gz", "version")
+    assert (no_ring.returncode, no_ring.stdout) == (2, "Ring file does not exist: nope.ring.gz\n")
+    no_ring = run("nope.ring.gz", "write_builder", "1")
+    assert (no_ring.returncode, no_ring.stdout) == (2, "Ring file does not exist: nope.ring.gz\n")
