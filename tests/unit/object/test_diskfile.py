@@ -303,3 +303,140 @@ def test_large_metadata_object(mgr):
             assert r.read(1) == b""
             assert r.finish_full_read()
     assert read_metadata(path)["X-Object-Meta-k089"] == meta["X-Object-Meta-k089"]
+
+
+def test_concurrent_writers_newest_wins(mgr):
+    import random  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    stamps = [ts(1 + i / 100) for i in range(24)]
+    random.Random(7).shuffle(stamps)
+
+    def write(t: Timestamp) -> None:
+        df = mgr.get_diskfile("sda", 0, "a", "c", "race")
+        body = t.internal.encode() * 2000
+        if int(t.raw) % 5 == 0:
+            df.write_tombstone(t)
+        else:
+            put(df, body, t)
+
+    for _round in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(write, stamps))
+    newest = max(stamps)
+    df = mgr.get_diskfile("sda", 0, "a", "c", "race")
+    names = os.listdir(df.datadir)
+    assert len(names) == 1 and names[0].startswith(newest.internal)
+    assert os.listdir(os.path.join(mgr.devices_root, "sda", "tmp")) == []
+    if names[0].endswith(".data"):
+        with df.open(), df.reader() as r:
+            assert r.read(1 << 20) == newest.internal.encode() * 2000
+            assert r.finish_full_read()
+
+
+def test_open_by_hash(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"abc", ts(1))
+    byhash = mgr.get_diskfile_from_hash("sda", 0, df.name_hash)
+    with byhash.open():
+        assert byhash.name == "/a/c/o"
+        assert byhash.content_length == 3
+    # A file whose stored name does not hash to its dir is quarantined.
+    wrong = "0" * 29 + df.name_hash[-3:]
+    os.rename(df.datadir, os.path.join(df.suffix_path, wrong))
+    with pytest.raises(DiskFileQuarantined):
+        mgr.get_diskfile_from_hash("sda", 0, wrong).open()
+
+
+def test_big_metadata_on_meta_and_tombstone(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"abc", ts(1))
+    big = {f"X-Object-Meta-K{i:02d}": "v" * 44 for i in range(90)}
+    df.write_meta({"X-Timestamp": ts(2).internal, **big})
+    with df.open():
+        assert df.get_metadata()["X-Object-Meta-K89"] == "v" * 44
+        assert df.content_length == 3
+    df.write_tombstone(ts(3), extra_metadata=big)
+    with pytest.raises(DiskFileDeleted) as info:
+        df.open()
+    assert info.value.metadata["X-Object-Meta-K00"] == "v" * 44
+
+
+def test_corrupt_tombstone_is_quarantined(mgr, tmp_path):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    df.write_tombstone(ts(1))
+    os.setxattr(os.path.join(df.datadir, ts(1).internal + ".ts"), CHECKSUM_KEY, b"x" * 32)
+    with pytest.raises(DiskFileQuarantined):
+        df.open()
+    assert _quarantined(tmp_path) == [df.name_hash]
+
+
+def test_hash_dir_is_a_file(mgr, tmp_path):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    os.makedirs(df.suffix_path)
+    with open(df.datadir, "wb") as fh:
+        fh.write(b"oops")
+    with pytest.raises(DiskFileQuarantined):
+        df.open()
+    assert _quarantined(tmp_path) == [df.name_hash]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("Content-Length", "abc"), ("X-Delete-At", "soon"), ("Content-Length", None), ("name", None)],
+)
+def test_bad_system_metadata_quarantines(mgr, tmp_path, field, value):
+    from swiftlite.object.metadata import write_metadata  # noqa: PLC0415
+
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    path = put(df, b"abc", ts(1))
+    meta = read_metadata(path)
+    if value is None:
+        del meta[field]
+    else:
+        meta[field] = value
+    fd = os.open(path, os.O_RDWR)
+    write_metadata(fd, meta)
+    os.close(fd)
+    with pytest.raises(DiskFileQuarantined):
+        df.open()
+    assert _quarantined(tmp_path) == [df.name_hash]
+
+
+def test_paths_helpers(mgr, tmp_path):
+    h = hash_path("a", "c", "o")
+    t = ts(1)
+    assert mgr.async_pending_path("sda", h, t, policy_index=1) == (
+        f"{tmp_path}/sda/async_pending-1/{h[-3:]}/{h}-{t.internal}"
+    )
+    assert mgr.partition_path("sda", 9) == f"{tmp_path}/sda/objects/9"
+
+
+def test_no_fsync_mode_still_writes(tmp_path, monkeypatch):
+    (tmp_path / "sda").mkdir()
+    mgr = DiskFileManager(str(tmp_path), fsync=False, fallocate_reserve="0")
+
+    def no(*a):
+        raise AssertionError("fsync called")
+
+    monkeypatch.setattr(os, "fsync", no)
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"abc", ts(1))
+    monkeypatch.undo()
+    with df.open():
+        assert df.content_length == 3
+
+
+def test_writer_abort_and_context(mgr, tmp_path):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    with df.create(10) as w:
+        w.write(b"partial")
+    # Leaving the block without put() removed the temp file.
+    assert os.listdir(tmp_path / "sda" / "tmp") == []
+    w = df.create(None)
+    w.write(b"x")
+    w.abort()
+    w.abort()
+    assert os.listdir(tmp_path / "sda" / "tmp") == []
+    with pytest.raises(DiskFileNotExist):
+        df.open()
