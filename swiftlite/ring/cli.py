@@ -11,12 +11,14 @@ code instead of exiting, so tests can run it in-process.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from swiftlite.ring import cli_commands as cmds
+from swiftlite.ring import cli_rebalance as rcmds
 from swiftlite.ring.cli_engine import Engine, swiftlite_engine
 from swiftlite.ring.cli_parse import SEARCH_VALUE_HELP, builder_and_ring_names
 from swiftlite.ring.cli_session import CliExit, Session
@@ -38,16 +40,16 @@ COMMANDS = {
     "set_zone": cmds.set_zone,
     "set_info": cmds.set_info,
     "remove": cmds.remove,
-    "rebalance": cmds.rebalance,
-    "dispersion": cmds.dispersion,
-    "validate": cmds.validate,
-    "write_ring": cmds.write_ring,
-    "write_builder": cmds.write_builder,
-    "pretend_min_part_hours_passed": cmds.pretend_min_part_hours_passed,
-    "set_min_part_hours": cmds.set_min_part_hours,
-    "set_replicas": cmds.set_replicas,
-    "set_overload": cmds.set_overload,
-    "version": cmds.version,
+    "rebalance": rcmds.rebalance,
+    "dispersion": rcmds.dispersion,
+    "validate": rcmds.validate,
+    "write_ring": rcmds.write_ring,
+    "write_builder": rcmds.write_builder,
+    "pretend_min_part_hours_passed": rcmds.pretend_min_part_hours_passed,
+    "set_min_part_hours": rcmds.set_min_part_hours,
+    "set_replicas": rcmds.set_replicas,
+    "set_overload": rcmds.set_overload,
+    "version": rcmds.version,
 }
 
 
@@ -112,6 +114,15 @@ def main(argv: Sequence[str] | None = None, engine: Engine | None = None) -> int
         return done.code
     except SystemExit as done:  # optparse usage errors
         return done.code if isinstance(done.code, int) else EXIT_ERROR
+    except BrokenPipeError:
+        # Output cut short by a closed pipe (e.g. "| head"): not a crash, but
+        # not complete either. Point stdout at /dev/null so the interpreter's
+        # final flush does not complain again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        return EXIT_ERROR
     except Exception:
         # Like Swift: an unexpected failure shows its traceback and is an error.
         traceback.print_exc()

@@ -29,43 +29,8 @@ from swiftlite.ring.cli_parse import (
     parse_search_value,
     search_values_from_opts,
 )
-from swiftlite.ring.cli_rebalance import (
-    dispersion,
-    pretend_min_part_hours_passed,
-    rebalance,
-    set_min_part_hours,
-    set_overload,
-    set_replicas,
-    validate,
-    version,
-    write_builder,
-    write_ring,
-)
 from swiftlite.ring.cli_ringcmp import ring_matches_builder
 from swiftlite.ring.cli_session import EXIT_SUCCESS, Session
-
-__all__ = [
-    "add",
-    "create",
-    "default",
-    "dispersion",
-    "list_parts",
-    "pretend_min_part_hours_passed",
-    "rebalance",
-    "remove",
-    "search",
-    "set_info",
-    "set_min_part_hours",
-    "set_overload",
-    "set_region",
-    "set_replicas",
-    "set_weight",
-    "set_zone",
-    "validate",
-    "version",
-    "write_builder",
-    "write_ring",
-]
 
 
 def _pairs(values: Sequence[str]) -> list[tuple[str, str]]:
