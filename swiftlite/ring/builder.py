@@ -375,7 +375,7 @@ class RingBuilder:
     def get_required_overload(self) -> float:
         """Overload needed for the most dispersed placement the topology allows."""
         devs = list(self._iter_devs())
-        weighted = weighted_replicas_by_tier(devs, self.replicas)
+        weighted = weighted_replicas_by_tier(devs, self.replicas, self.parts)
         wanted = wanted_replicas_by_tier(devs, self.replicas, weighted)
         return required_overload(devs, weighted, wanted)
 
@@ -384,7 +384,8 @@ class RingBuilder:
         return max_replicas_by_tier(tree, self.replicas)
 
     def _build_target_replicas_by_tier(self) -> dict[tuple[Any, ...], float]:
-        return target_replicas_by_tier(list(self._iter_devs()), self.replicas, self.overload)[0]
+        devs = list(self._iter_devs())
+        return target_replicas_by_tier(devs, self.replicas, self.overload, self.parts)[0]
 
     def _build_dispersion_graph(self, old_rows: list[array] | None = None) -> int:
         """Recompute ``dispersion`` and the graph; returns slots changed since old_rows."""
@@ -635,7 +636,7 @@ class RingBuilder:
         old_rows = [array(r.typecode, r) for r in self._replica2part2dev or []]
         self._update_last_part_moves()
         rng = random.Random(seed)
-        plan = replica_plan(live, self.replicas, self.overload)
+        plan = replica_plan(live, self.replicas, self.overload, self.parts)
         wanted_parts = parts_by_tier(live, plan, self.replicas, self.parts)
         removed = Rebalancer(self, plan, wanted_parts, rng).run()
         self.devs_changed = False

@@ -93,15 +93,22 @@ def max_replicas_by_tier(
     return out
 
 
-def weighted_replicas_by_tier(devs: list[Dev], replicas: float) -> defaultdict[Tier, float]:
-    """Replicanths per tier by weight alone (devices capped at one replica)."""
+def weighted_replicas_by_tier(
+    devs: list[Dev], replicas: float, parts: int
+) -> defaultdict[Tier, float]:
+    """Replicanths per tier by weight alone (devices capped at one replica).
+
+    The arithmetic goes through "parts per unit of weight" in the same order
+    as Swift's, so that floors of ``target * parts`` land on the same integers.
+    """
     weighted = [d for d in devs if d["weight"]]
     total_weight = sum(d["weight"] for d in weighted)
     if not total_weight:
         raise EmptyRingError("There are no devices in this ring, or all devices have been deleted")
+    one_part = parts * replicas / total_weight
     share: dict[int, float] = {}
     for dev in weighted:
-        share[dev["id"]] = min(1.0, dev["weight"] * replicas / total_weight)
+        share[dev["id"]] = min(1.0, dev["weight"] * one_part / parts)
     # Capping a heavy device at one replica leaves replicanths unplaced; hand
     # them to the uncapped devices in proportion to what they already have.
     open_ids = [i for i, v in share.items() if v < 1]
@@ -207,10 +214,10 @@ def required_overload(
 
 
 def target_replicas_by_tier(
-    devs: list[Dev], replicas: float, overload: float
+    devs: list[Dev], replicas: float, overload: float, parts: int
 ) -> tuple[dict[Tier, float], float]:
     """Target replicanths per tier, and the required overload behind them."""
-    weighted = weighted_replicas_by_tier(devs, replicas)
+    weighted = weighted_replicas_by_tier(devs, replicas, parts)
     wanted = wanted_replicas_by_tier(devs, replicas, weighted)
     required = required_overload(devs, weighted, wanted)
     if required <= 0.0:
@@ -224,10 +231,10 @@ def target_replicas_by_tier(
 
 
 def replica_plan(
-    devs: list[Dev], replicas: float, overload: float
+    devs: list[Dev], replicas: float, overload: float, parts: int
 ) -> dict[Tier, tuple[int, float, int]]:
     """Per tier: (fewest replicas, target replicanths, most replicas)."""
-    target, _required = target_replicas_by_tier(devs, replicas, overload)
+    target, _required = target_replicas_by_tier(devs, replicas, overload, parts)
     return {
         tier: (math.floor(value + EPSILON), value, math.ceil(value - EPSILON))
         for tier, value in target.items()
