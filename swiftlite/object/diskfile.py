@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -51,12 +49,15 @@ from swiftlite.object.diskfile_ondisk import (
     TS_EXT,
     FileInfo,
     OnDiskFiles,
-    cleanup_ondisk_files,
+    async_dir,
+    data_dir,
     get_ondisk_files,
-    make_on_disk_filename,
+    tmp_dir,
 )
-from swiftlite.object.hashes import get_hashes, invalidate_hash, quarantine_hash_dir
-from swiftlite.object.metadata import read_metadata_and_length, write_metadata
+from swiftlite.object.diskfile_reader import DiskFileReader
+from swiftlite.object.diskfile_writer import DiskFileWriter
+from swiftlite.object.hashes import get_hashes, quarantine_hash_dir, yield_hashes
+from swiftlite.object.metadata import read_metadata_and_length
 
 __all__ = [
     "DiskFile",
@@ -76,6 +77,7 @@ __all__ = [
     "async_dir",
     "data_dir",
     "tmp_dir",
+    "verify_file",
 ]
 
 logger = logging.getLogger("swiftlite.object.diskfile")
@@ -84,24 +86,6 @@ logger = logging.getLogger("swiftlite.object.diskfile")
 # RESERVED_DATAFILE_META | DATAFILE_SYSTEM_META, lower-cased).
 _DATAFILE_ONLY = frozenset({"content-length", "deleted", "etag", "x-static-large-object"})
 _SYSMETA_PREFIX = "x-object-sysmeta-"
-READ_CHUNK = 1 << 20
-
-
-def _policy_dir(base: str, policy_index: int) -> str:
-    return base if not policy_index else f"{base}-{policy_index}"
-
-
-def data_dir(policy_index: int = 0) -> str:
-    """``objects`` or ``objects-N``."""
-    return _policy_dir("objects", policy_index)
-
-
-def tmp_dir(policy_index: int = 0) -> str:
-    return _policy_dir("tmp", policy_index)
-
-
-def async_dir(policy_index: int = 0) -> str:
-    return _policy_dir("async_pending", policy_index)
 
 
 def _datafile_only(key: str) -> bool:
@@ -201,6 +185,16 @@ class DiskFileManager:
             reclaim_age=self.reclaim_age,
         )
 
+    def yield_hashes(
+        self,
+        device: str,
+        partition: int | str,
+        policy_index: int = 0,
+        suffixes: list[str] | None = None,
+    ) -> Iterator[tuple[str, OnDiskFiles]]:
+        """``(name_hash, files)`` per object; see :func:`hashes.yield_hashes`."""
+        return yield_hashes(self.partition_path(device, partition, policy_index), suffixes)
+
     def cleanup_temp_files(
         self, device: str, max_age: float = 86400.0, policy_index: int = 0
     ) -> int:
@@ -221,6 +215,40 @@ class DiskFileManager:
             except FileNotFoundError:
                 continue
         return removed
+
+
+_REQUIRED = {
+    DATA_EXT: ("name", "X-Timestamp", "Content-Length", "Content-Type", "ETag"),
+    TS_EXT: ("name", "X-Timestamp"),
+    META_EXT: ("name", "X-Timestamp"),
+}
+
+
+def verify_file(path: str) -> dict[str, str]:
+    """A cheap check of one object file before it is sent to a peer (mini-audit).
+
+    The metadata must decode with a good checksum and carry the fields its
+    kind needs, a ``.data`` must be exactly ``Content-Length`` bytes long, and
+    the stored name must hash to the file's hash dir. Returns the metadata;
+    raises DiskFileBadMetadata (the caller quarantines) or DiskFileNotExist.
+    """
+    meta, data_len = read_metadata_and_length(path)
+    ext = os.path.splitext(path)[1]
+    for key in _REQUIRED.get(ext, ("name", "X-Timestamp")):
+        if key not in meta:
+            raise DiskFileBadMetadata(f"{path}: missing {key}")
+    if ext == DATA_EXT:
+        try:
+            length = int(meta["Content-Length"])
+        except ValueError:
+            raise DiskFileBadMetadata(f"{path}: bad Content-Length") from None
+        if length != data_len:
+            raise DiskFileBadMetadata(f"{path}: size {data_len} != Content-Length {length}")
+    parts = meta["name"].lstrip("/").split("/", 2)
+    name_hash = os.path.basename(os.path.dirname(path))
+    if len(parts) != 3 or hash_path_digest(*parts).hex() != name_hash:
+        raise DiskFileBadMetadata(f"{path}: name does not hash to its directory")
+    return meta
 
 
 class DiskFile:
@@ -299,6 +327,9 @@ class DiskFile:
                 continue
             try:
                 self._load(fd, path, info, now)
+            except _StateChanged:
+                os.close(fd)
+                continue
             except BaseException:
                 os.close(fd)
                 raise
@@ -322,6 +353,9 @@ class DiskFile:
             return read_metadata_and_length(source)
         except DiskFileBadMetadata as exc:
             raise self._quarantine(f"bad metadata: {exc}") from None
+        except DiskFileNotExist:
+            # A .meta superseded (and cleaned up) since we listed: relist.
+            raise _StateChanged() from None
 
     def _load(self, fd: int, path: str, info: OnDiskFiles, now: float | None) -> None:
         data_meta, data_len = self._read_meta(fd)
@@ -514,6 +548,10 @@ class DiskFile:
         return DiskFileQuarantined(reason)
 
 
+class _StateChanged(Exception):
+    """The files changed between listing and reading them; list again."""
+
+
 def _ts_or_zero(value: str | None) -> Timestamp:
     if not value:
         return Timestamp(0)
@@ -521,250 +559,3 @@ def _ts_or_zero(value: str | None) -> Timestamp:
         return Timestamp(value)
     except ValueError:
         return Timestamp(0)
-
-
-class DiskFileWriter:
-    """Writes one new file for a DiskFile; see the module docstring for ordering.
-
-    Use as a context manager: leaving the block without :meth:`put` aborts
-    (removes the temp file).
-    """
-
-    def __init__(self, df: DiskFile, size: int | None, ext: str = DATA_EXT) -> None:
-        if ext not in (DATA_EXT, META_EXT, TS_EXT):
-            raise ValueError(f"bad extension {ext!r}")
-        self.df = df
-        self.size = size
-        self.ext = ext
-        self.tmp_path: str | None = None
-        self._fd: int | None = None
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self.bytes_written = 0
-        self.put_succeeded = False
-        self.target_path: str | None = None
-
-    def open(self) -> DiskFileWriter:
-        mgr = self.df.mgr
-        tdir = os.path.join(self.df.device_path, tmp_dir(self.df.policy_index))
-        path = os.path.join(tdir, f"{uuid.uuid4().hex}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
-            try:
-                fd = os.open(path, flags, 0o644)
-            except FileNotFoundError:
-                os.makedirs(tdir, exist_ok=True)
-                fd = os.open(path, flags, 0o644)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFileNoSpace("cannot create temp file") from exc
-            raise
-        self._fd, self.tmp_path = fd, path
-        try:
-            if self.ext != TS_EXT:
-                # DELETEs bypass the reserve (they free space in the end).
-                need = self.size or 0
-                if not diskfile_io.has_space_for(fd, need, mgr.reserve, mgr.reserve_is_percent):
-                    raise DiskFileNoSpace("fallocate_reserve reached")
-                if need:
-                    diskfile_io.fallocate(fd, need)
-        except BaseException:
-            self.abort()
-            raise
-        return self
-
-    def __enter__(self) -> DiskFileWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.put_succeeded:
-            self.abort()
-
-    @property
-    def etag(self) -> str:
-        """MD5 hex of the bytes written so far."""
-        return self._md5.hexdigest()
-
-    def write(self, chunk: bytes | bytearray | memoryview) -> None:
-        if self._fd is None:
-            raise DiskFileError("writer is not open")
-        self._md5.update(chunk)
-        try:
-            self.bytes_written += diskfile_io.write_all(self._fd, chunk)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                self.abort()
-                raise DiskFileNoSpace("no space writing object data") from exc
-            raise
-
-    def put(self, metadata: Mapping[str, Any]) -> str:
-        """Make the file durable and visible; returns its final path.
-
-        ``metadata`` must carry ``X-Timestamp``; ``name`` is added. For a
-        ``.data``, ``Content-Length``/``ETag`` default to what was written. A
-        ``.meta`` with ``Content-Type-Timestamp`` gets the ctype file name.
-        """
-        if self._fd is None or self.tmp_path is None:
-            raise DiskFileError("writer is not open")
-        df = self.df
-        meta: dict[str, Any] = dict(metadata)
-        timestamp = Timestamp(meta["X-Timestamp"])
-        ctype_ts = None
-        if self.ext == META_EXT and meta.get("Content-Type-Timestamp"):
-            ctype_ts = Timestamp(meta["Content-Type-Timestamp"])
-        if self.ext == DATA_EXT:
-            meta.setdefault("Content-Length", str(self.bytes_written))
-            meta.setdefault("ETag", self.etag)
-        if df.name is None:
-            raise DiskFileError("cannot write a DiskFile known only by hash")
-        meta["name"] = df.name
-        target = os.path.join(df.datadir, make_on_disk_filename(timestamp, self.ext, ctype_ts))
-        fsync = df.mgr.fsync
-        try:
-            write_metadata(self._fd, meta, data_end=self.bytes_written, fresh=True)
-            if fsync:
-                os.fsync(self._fd)
-            created = self._rename_into_place(target)
-        except DiskFileNoSpace:
-            self.abort()
-            raise
-        except OSError as exc:
-            self.abort()
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFileNoSpace(str(exc)) from exc
-            raise
-        self.put_succeeded = True
-        self.target_path = target
-        self._close_fd()
-        if fsync:
-            diskfile_io.fsync_dir(df.datadir)
-            for path in created:
-                diskfile_io.fsync_dir(os.path.dirname(path))
-        try:
-            cleanup_ondisk_files(df.datadir, df.mgr.reclaim_age)
-        except OSError:
-            logger.exception("problem cleaning up %s", df.datadir)
-        return target
-
-    def _rename_into_place(self, target: str) -> list[str]:
-        assert self.tmp_path is not None
-        df = self.df
-        created: list[str] = []
-        try:
-            for _attempt in range(5):
-                created += diskfile_io.makedirs_count(df.datadir)
-                invalidate_hash(df.suffix_path)
-                try:
-                    os.rename(self.tmp_path, target)
-                    return created
-                except FileNotFoundError:
-                    # cleanup_ondisk_files (another writer, or a rehash) removed
-                    # the emptied hash dir between our mkdir and rename: redo.
-                    if not os.path.exists(self.tmp_path):
-                        raise
-            raise DiskFileError(f"could not rename into {df.datadir}")
-        except Exception:
-            # Leave nothing behind: drop the dirs this write created (they are
-            # empty unless a concurrent writer used them, and then rmdir fails).
-            for path in reversed(created):
-                with contextlib.suppress(OSError):
-                    os.rmdir(path)
-            raise
-
-    def _close_fd(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-    def abort(self) -> None:
-        """Close and remove the temp file (idempotent)."""
-        self._close_fd()
-        if self.tmp_path is not None and not self.put_succeeded:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.tmp_path)
-            self.tmp_path = None
-
-
-class DiskFileReader:
-    """Reads an opened object's bytes; checks the ETag after a full sequential read.
-
-    Owns its fd. The md5 is only tracked while reads are sequential from
-    offset 0; :meth:`finish_full_read` then compares it with the ETag and
-    quarantines on mismatch (after the bytes were served, as in Swift).
-    """
-
-    def __init__(self, df: DiskFile, fd: int, length: int, etag: str | None) -> None:
-        self.df = df
-        self.fd: int | None = fd
-        self.length = length
-        self.etag = etag
-        self.pos = 0
-        self._md5 = hashlib.md5(usedforsecurity=False) if etag else None
-        self._sequential = True
-        self.quarantined = False
-
-    def seek(self, offset: int) -> None:
-        if offset != self.pos:
-            self._sequential = False
-        self.pos = max(0, min(offset, self.length))
-
-    def read(self, size: int = READ_CHUNK) -> bytes:
-        """Up to ``size`` bytes at the current position; b"" at the end of the data."""
-        if self.fd is None:
-            raise DiskFileError("reader is closed")
-        size = min(size, self.length - self.pos)
-        if size <= 0:
-            return b""
-        try:
-            chunk = os.pread(self.fd, size, self.pos)
-        except OSError as exc:
-            if exc.errno == errno.EIO:
-                self._quarantine(f"EIO reading: {exc}")
-            raise
-        self.pos += len(chunk)
-        if self._md5 is not None and self._sequential:
-            self._md5.update(chunk)
-        return chunk
-
-    def iter_range(self, start: int, stop: int, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
-        """Bytes ``[start, stop)`` in chunks of at most ``chunk_size``."""
-        self.seek(start)
-        stop = min(stop, self.length)
-        while self.pos < stop:
-            chunk = self.read(min(chunk_size, stop - self.pos))
-            if not chunk:
-                break
-            yield chunk
-
-    def finish_full_read(self) -> bool:
-        """After serving: False (and quarantined) if a complete read's md5 != ETag.
-
-        True when the check passed or did not apply (partial/non-sequential read).
-        """
-        if self._md5 is None or not self._sequential or self.pos != self.length:
-            return True
-        if self._md5.hexdigest() != (self.etag or "").lower():
-            self._quarantine(
-                f"ETag {self.etag} and file's md5 {self._md5.hexdigest()} do not match"
-            )
-            return False
-        return True
-
-    def _quarantine(self, reason: str) -> None:
-        if self.quarantined:
-            return
-        self.quarantined = True
-        try:
-            self.df.quarantine(reason)
-        except FileNotFoundError:
-            pass
-
-    def close(self) -> None:
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            os.close(fd)
-
-    def __enter__(self) -> DiskFileReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -60,6 +60,23 @@ class OnDiskFiles:
         return None
 
 
+def _policy_dir(base: str, policy_index: int) -> str:
+    return base if not policy_index else f"{base}-{policy_index}"
+
+
+def data_dir(policy_index: int = 0) -> str:
+    """``objects`` or ``objects-N``."""
+    return _policy_dir("objects", policy_index)
+
+
+def tmp_dir(policy_index: int = 0) -> str:
+    return _policy_dir("tmp", policy_index)
+
+
+def async_dir(policy_index: int = 0) -> str:
+    return _policy_dir("async_pending", policy_index)
+
+
 def make_on_disk_filename(
     timestamp: Timestamp, ext: str, ctype_timestamp: Timestamp | None = None
 ) -> str:

@@ -30,7 +30,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from swiftlite.object.diskfile_exceptions import PartitionLockTimeout
-from swiftlite.object.diskfile_ondisk import DEFAULT_RECLAIM_AGE, cleanup_ondisk_files
+from swiftlite.object.diskfile_ondisk import (
+    DEFAULT_RECLAIM_AGE,
+    OnDiskFiles,
+    cleanup_ondisk_files,
+    get_ondisk_files,
+)
 
 HASH_FILE = "hashes.json"
 HASH_INVALIDATIONS_FILE = "hashes.invalid"
@@ -254,6 +259,22 @@ def get_hashes(
     in Swift). A missing partition gives ``{}``.
     """
     recalculate = [s for s in recalculate if valid_suffix(s)]
+    try:
+        return _get_hashes(partition_dir, recalculate, do_listdir, reclaim_age, now)
+    except FileNotFoundError:
+        # No partition (or it was removed meanwhile, e.g. a drained handoff).
+        if os.path.isdir(partition_dir):
+            raise
+        return {}
+
+
+def _get_hashes(
+    partition_dir: str,
+    recalculate: list[str],
+    do_listdir: bool,
+    reclaim_age: float,
+    now: float | None,
+) -> dict[str, str]:
     if not os.path.isdir(partition_dir):
         return {}
     for _attempt in range(100):
@@ -292,3 +313,39 @@ def get_hashes(
 
 def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a["valid"] == b["valid"] and a["hashes"] == b["hashes"] and a["updated"] == b["updated"]
+
+
+def _is_hash_name(name: str, suffix: str) -> bool:
+    return len(name) == 32 and name.endswith(suffix) and all(c in _HEX for c in name)
+
+
+def yield_hashes(
+    partition_dir: str, suffixes: Iterable[str] | None = None
+) -> Iterator[tuple[str, OnDiskFiles]]:
+    """``(name_hash, files)`` for each object in the partition (or the given suffixes).
+
+    Read-only (no cleanup), sorted by hash; objects with nothing chosen are
+    skipped. The replicator offers these; ``files.data/meta/ctype/ts`` name
+    the files that define each object's state.
+    """
+    if suffixes is None:
+        try:
+            suffixes = [n for n in os.listdir(partition_dir) if valid_suffix(n)]
+        except FileNotFoundError:
+            return
+    for suffix in sorted(s for s in suffixes if valid_suffix(s)):
+        suffix_dir = os.path.join(partition_dir, suffix)
+        try:
+            names = sorted(os.listdir(suffix_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if not _is_hash_name(name, suffix):
+                continue
+            try:
+                files = get_ondisk_files(os.listdir(os.path.join(suffix_dir, name)))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if files.data is None and files.ts is None:
+                continue
+            yield name, files

@@ -440,3 +440,97 @@ def test_writer_abort_and_context(mgr, tmp_path):
     assert os.listdir(tmp_path / "sda" / "tmp") == []
     with pytest.raises(DiskFileNotExist):
         df.open()
+
+
+def test_put_refuses_content_length_mismatch(mgr, tmp_path):
+    from swiftlite.object.diskfile import DiskFileError  # noqa: PLC0415
+
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    w = df.create(5)
+    w.write(b"abc")
+    with pytest.raises(DiskFileError):
+        w.put({"X-Timestamp": ts(1).internal, "Content-Length": "5"})
+    assert os.listdir(tmp_path / "sda" / "tmp") == []
+    with pytest.raises(DiskFileNotExist):
+        df.open()
+
+
+def test_receiver_writes_by_hash_with_senders_name(mgr, tmp_path):
+    from swiftlite.object.diskfile import DiskFileError  # noqa: PLC0415
+
+    src = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    path = put(src, b"abc", ts(1))
+    meta = read_metadata(path)
+    dst = mgr.get_diskfile_from_hash("sdb", 0, src.name_hash)
+    with dst.create(3) as w:
+        w.write(b"abc")
+        w.put(meta)
+    with dst.open():
+        assert dst.name == "/a/c/o"
+        assert dst.get_metadata() == meta
+    # A name that does not hash to the dir is refused, leaving nothing.
+    other = mgr.get_diskfile_from_hash("sdb", 0, "f" * 29 + src.name_hash[-3:])
+    w = other.create(3)
+    w.write(b"abc")
+    with pytest.raises(DiskFileError):
+        w.put(meta)
+    assert os.listdir(tmp_path / "sdb" / "tmp") == []
+
+
+def test_verify_file(mgr):
+    from swiftlite.object.diskfile import DiskFileBadMetadata, verify_file  # noqa: PLC0415
+
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    path = put(df, b"abc", ts(1))
+    assert verify_file(path)["name"] == "/a/c/o"
+    df.write_meta({"X-Timestamp": ts(2).internal})
+    assert verify_file(os.path.join(df.datadir, ts(2).internal + ".meta"))["name"] == "/a/c/o"
+    os.truncate(path, 2)
+    with pytest.raises(DiskFileBadMetadata):
+        verify_file(path)
+    df.write_tombstone(ts(3))
+    tomb = os.path.join(df.datadir, ts(3).internal + ".ts")
+    assert verify_file(tomb)["X-Timestamp"] == ts(3).internal
+    moved = os.path.join(df.suffix_path, "0" * 29 + df.name_hash[-3:])
+    os.makedirs(moved)
+    os.rename(tomb, os.path.join(moved, ts(3).internal + ".ts"))
+    with pytest.raises(DiskFileBadMetadata):
+        verify_file(os.path.join(moved, ts(3).internal + ".ts"))
+
+
+def test_yield_hashes(mgr):
+    a = mgr.get_diskfile("sda", 4, "a", "c", "o1")
+    b = mgr.get_diskfile("sda", 4, "a", "c", "o2")
+    put(a, b"1", ts(1))
+    a.write_meta({"X-Timestamp": ts(2).internal})
+    b.write_tombstone(ts(3))
+    got = {h: files for h, files in mgr.yield_hashes("sda", 4)}
+    assert set(got) == {a.name_hash, b.name_hash}
+    assert got[a.name_hash].data is not None and got[a.name_hash].meta is not None
+    assert got[b.name_hash].ts is not None and got[b.name_hash].data is None
+    only = list(mgr.yield_hashes("sda", 4, suffixes=[a.name_hash[-3:]]))
+    assert [h for h, _ in only] == sorted(
+        {a.name_hash} | ({b.name_hash} if b.name_hash[-3:] == a.name_hash[-3:] else set())
+    )
+    assert list(mgr.yield_hashes("sda", 99)) == []
+
+
+def test_open_relists_when_meta_vanishes(mgr, monkeypatch):
+    import swiftlite.object.diskfile as dfmod  # noqa: PLC0415
+
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    put(df, b"abc", ts(1))
+    df.write_meta({"X-Timestamp": ts(2).internal, "X-Object-Meta-A": "old"})
+    real = dfmod.read_metadata_and_length
+    state = {"raced": False}
+
+    def racing(source):
+        if isinstance(source, str) and source.endswith(".meta") and not state["raced"]:
+            state["raced"] = True
+            # A newer POST lands and cleans up the .meta we were about to read.
+            df.write_meta({"X-Timestamp": ts(3).internal, "X-Object-Meta-A": "new"})
+        return real(source)
+
+    monkeypatch.setattr(dfmod, "read_metadata_and_length", racing)
+    with df.open():
+        assert df.get_metadata()["X-Object-Meta-A"] == "new"

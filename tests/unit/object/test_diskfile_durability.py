@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-import swiftlite.object.diskfile as dfmod
+import swiftlite.object.diskfile_writer as dfmod
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object import diskfile_io
 from swiftlite.object.diskfile import DiskFileManager, DiskFileNoSpace, DiskFileNotExist
