@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-xfs", action="store_true", help="plain ext4 directories only")
     parser.add_argument("--json", metavar="PATH", help="write all figures to this JSON file")
     parser.add_argument(
-        "--rounds", type=int, default=None, help="rounds per system (default 2, quick 1)"
+        "--rounds", type=int, default=None, help="rounds per system (default 3, quick 1)"
     )
     parser.add_argument("--work", default="/work/bench-tmp", help="where images and dirs go")
     parser.add_argument("--xfs-size", default="6G", help="size of the XFS loop image")
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 2
+        args.rounds = 1 if args.quick else 3
     if os.geteuid() != 0 and not args.no_xfs:
         print("XFS loop images need root; run as root or pass --no-xfs", file=sys.stderr)
         return 2
