@@ -100,12 +100,22 @@ class Ring:
         self._replica_count = calc_replica_count(rows)
         self._nodes_cache: list[tuple[Node, ...] | None] = [None] * self._partition_count
         self._templates: dict[tuple[int, int], Node] = {}
-        # (region,), (region, zone), (region, zone, ip) per device id: the
-        # tiers the handoff walk tries to spread over.
-        self._dev_tiers: list[tuple[Any, Any, Any] | None] = [
-            None if dev is None else (dev["region"], (dev["region"], dev["zone"]), (dev["region"], dev["zone"], dev["ip"]))
-            for dev in devs
-        ]
+        # Each device's (region,), (region, zone), (region, zone, ip) tiers,
+        # numbered: the handoff walk then tests small ints in sets instead of
+        # hashing tuples at every step.
+        numbering: tuple[dict[Any, int], dict[Any, int], dict[Any, int]] = ({}, {}, {})
+        tier_ids: tuple[list[int], list[int], list[int]] = ([], [], [])
+        for dev in devs:
+            if dev is None:
+                keys: tuple[Any, ...] = (None, None, None)
+            else:
+                region, zone = dev["region"], dev["zone"]
+                keys = (region, (region, zone), (region, zone, dev["ip"]))
+            for level in range(3):
+                tier_ids[level].append(
+                    numbering[level].setdefault(keys[level], len(numbering[level]))
+                )
+        self._tier_ids = tier_ids
         # Only devices holding partitions count towards "every region/zone/ip
         # used", so the handoff walk's early stops work with empty tiers.
         assigned: set[int] = set()
@@ -125,6 +135,10 @@ class Ring:
                 ips.add((dev["region"], dev["zone"], dev["ip"]))
                 self._num_assigned_devs += 1
         self._tier_counts = (len(regions), len(zones), len(ips))
+        # Rows visited for a partition: all of them below the short last
+        # row's length, the full ones above it.
+        self._full_rows = [row for row in rows if len(row) == self._partition_count]
+        self._short_len = min((len(row) for row in rows), default=0)
 
     def _maybe_reload(self) -> None:
         if time.monotonic() > self._next_check:
@@ -266,26 +280,24 @@ class Ring:
         """
         self._maybe_reload()
         # Snapshot: a reload while the caller iterates must not mix rings.
-        rows = self._rows
+        all_rows = self._rows
+        full_rows = self._full_rows
+        short_len = self._short_len
         devs = self._devs
-        dev_tiers = self._dev_tiers
+        tier_ids = self._tier_ids
         tier_counts = self._tier_counts
         num_assigned = self._num_assigned_devs
         parts = self._partition_count
         primary_ids = self._primary_ids(part)
         used = set(primary_ids)
-        seen: tuple[set[Any], set[Any], set[Any]] = (set(), set(), set())
-        for dev_id in primary_ids:
-            tiers = dev_tiers[dev_id]
-            assert tiers is not None
-            for level in range(3):
-                seen[level].add(tiers[level])
+        seen = tuple({ids[d] for d in primary_ids} for ids in tier_ids)
 
-        start = _BE_U32.unpack_from(hashlib.md5(str(part).encode("ascii"), usedforsecurity=False).digest())[0]
+        start = _BE_U32.unpack_from(
+            hashlib.md5(str(part).encode("ascii"), usedforsecurity=False).digest()
+        )[0]
         start >>= self._part_shift
         inc = parts // 65536 or 1
         wrap_from = inc - ((parts - start) % inc)
-        row_lens = [len(row) for row in rows]
         handoff_index = 0
 
         def visit_order() -> Iterator[int]:
@@ -296,20 +308,21 @@ class Ring:
             limit = tier_counts[level]
             if len(seen_here) == limit:
                 continue
+            ids_here = tier_ids[level]
+            finer = tier_ids[level + 1 :]
+            seen_finer = seen[level + 1 :]
             for handoff_part in visit_order():
-                for row, row_len in zip(rows, row_lens, strict=True):
-                    if handoff_part >= row_len:
-                        continue
+                for row in all_rows if handoff_part < short_len else full_rows:
                     dev_id = row[handoff_part]
-                    tiers = dev_tiers[dev_id]
-                    assert tiers is not None
-                    if dev_id in used or tiers[level] in seen_here:
+                    if dev_id in used or ids_here[dev_id] in seen_here:
                         continue
                     yield dict(devs[dev_id] or {}, handoff_index=handoff_index)
                     handoff_index += 1
                     used.add(dev_id)
-                    for lower in range(level, 3):
-                        seen[lower].add(tiers[lower])
+                    seen_here.add(ids_here[dev_id])
+                    # A new region is also a new zone and ip, and so on.
+                    for ids, seen_set in zip(finer, seen_finer, strict=True):
+                        seen_set.add(ids[dev_id])
                     if len(seen_here) == limit:
                         break
                 else:
@@ -319,9 +332,7 @@ class Ring:
         if len(used) == num_assigned:
             return
         for handoff_part in visit_order():
-            for row, row_len in zip(rows, row_lens, strict=True):
-                if handoff_part >= row_len:
-                    continue
+            for row in all_rows if handoff_part < short_len else full_rows:
                 dev_id = row[handoff_part]
                 if dev_id in used:
                     continue
