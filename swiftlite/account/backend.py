@@ -122,37 +122,35 @@ def is_row_deleted(put_timestamp: str, delete_timestamp: str, object_count: Any)
     return Timestamp(delete_timestamp) > Timestamp(put_timestamp) and _zero(object_count)
 
 
-def merge_row(existing: Mapping[str, Any] | None, item: Mapping[str, Any]) -> dict[str, Any]:
-    """The row to store when ``item`` meets the stored row ``existing``.
+def report_key(put_timestamp: str, delete_timestamp: str) -> tuple[Timestamp, Timestamp, Timestamp]:
+    """How new a container report is: its newest event, then its put, then its delete."""
+    put, delete = Timestamp(put_timestamp), Timestamp(delete_timestamp)
+    return max(put, delete), put, delete
 
-    Timestamps: the newest put and the newest delete timestamp are kept.
-    Figures (object count, bytes, policy) come from the report whose newest
-    event (``max(put, delete)``) is newest; on a tie the arriving report wins,
-    because a container updater reports changed counts under unchanged
-    timestamps. Swift always takes the arriving report's figures, so a stale
-    report replayed late (replication, a retried update) rolls the counts back
-    there; here it cannot, which also makes the result independent of arrival
-    order whenever reports with equal timestamps carry equal figures.
+
+def merge_row(existing: Mapping[str, Any] | None, item: Mapping[str, Any]) -> dict[str, Any]:
+    """The row to store when report ``item`` meets the stored row ``existing``.
+
+    The newer report (by :func:`report_key`) wins as a whole; on a tie the
+    arriving one wins, because a container updater reports changed counts under
+    unchanged timestamps. Swift instead keeps the newest put and the newest
+    delete timestamp separately and always takes the arriving report's counts,
+    so a stale report replayed late (replication, a retried update) rolls the
+    counts back there and the result depends on arrival order. Here the result
+    is the same in any order whenever reports with equal timestamps carry equal
+    figures, and whether a row counts as deleted is decided exactly as Swift
+    decides it (newest delete strictly after newest put, and no objects).
     """
     rec = {k: item.get(k) for k in _ROW_COLUMNS}
-    if rec["storage_policy_index"] is None:
-        rec["storage_policy_index"] = 0
     rec["put_timestamp"] = Timestamp(rec["put_timestamp"] or 0).internal
     rec["delete_timestamp"] = Timestamp(rec["delete_timestamp"] or 0).internal
     if existing is not None:
-        old_put = Timestamp(existing["put_timestamp"])
-        old_del = Timestamp(existing["delete_timestamp"])
-        new_put = Timestamp(rec["put_timestamp"])
-        new_del = Timestamp(rec["delete_timestamp"])
-        if max(old_put, old_del) > max(new_put, new_del):
-            for key in ("object_count", "bytes_used", "storage_policy_index"):
+        old_key = report_key(existing["put_timestamp"], existing["delete_timestamp"])
+        if old_key > report_key(rec["put_timestamp"], rec["delete_timestamp"]):
+            return {k: existing[k] for k in _ROW_COLUMNS}
+        for key in ("object_count", "bytes_used", "storage_policy_index"):
+            if rec[key] is None:
                 rec[key] = existing[key]
-        else:
-            for key in ("object_count", "bytes_used"):
-                if rec[key] is None:
-                    rec[key] = existing[key]
-        rec["put_timestamp"] = max(old_put, new_put).internal
-        rec["delete_timestamp"] = max(old_del, new_del).internal
     rec["object_count"] = int(rec["object_count"] or 0)
     rec["bytes_used"] = int(rec["bytes_used"] or 0)
     rec["storage_policy_index"] = int(rec["storage_policy_index"] or 0)
