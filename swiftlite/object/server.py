@@ -110,7 +110,9 @@ class ObjectServer:
     # -- application ---------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=0)
+        # auto_decompress off: a Content-Encoding of the object (gzip, say)
+        # describes the stored bytes; the server must not inflate them.
+        app = web.Application(client_max_size=0, handler_args={"auto_decompress": False})
         # Swift answers a 409/412/507 instead of "100 Continue", so the
         # proxy never sends a body that would be refused: the PUT handler
         # sends the 100 itself once its checks pass.
@@ -127,10 +129,16 @@ class ObjectServer:
         start = time.monotonic()
         try:
             resp = await self._dispatch(request)
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the client goes away: Swift
+            # logs that as 499 (Client Disconnect).
+            if self.conf.log_requests:
+                self._log_request(request, 499, None, time.monotonic() - start)
+            raise
         finally:
             txn_id.reset(token)
         if self.conf.log_requests:
-            self._log_request(request, resp, time.monotonic() - start)
+            self._log_request(request, resp.status, resp.content_length, time.monotonic() - start)
         return resp
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -181,21 +189,21 @@ class ObjectServer:
         return web.Response(text=json.dumps(body, sort_keys=True), content_type="application/json")
 
     def _log_request(
-        self, request: web.Request, resp: web.StreamResponse, elapsed: float
+        self, request: web.Request, status: int, content_length: int | None, elapsed: float
     ) -> None:
         level = logging.DEBUG
         if request.method not in REPLICATION_METHODS and "X-Backend-Replication" not in request.headers:
             level = logging.INFO
         if not self.logger.isEnabledFor(level):
             return
-        length = resp.content_length if resp.content_length is not None else "-"
+        length = content_length if content_length is not None else "-"
         self.logger.log(
             level,
             '%s - - "%s %s" %s %s "%s" "%s" "%s" %.4f',
             request.remote or "-",
             request.method,
             request.raw_path,
-            resp.status,
+            status,
             length,
             request.headers.get("Referer", "-"),
             request.headers.get("X-Trans-Id", "-"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -118,7 +117,7 @@ async def put(srv: ObjectServer, request: web.Request, path: str) -> web.StreamR
             srv.dm,
             srv.mgr,
             where,
-            time.time(),
+            float(req_ts),
             fsize,
             decide,
             priority="write",
@@ -230,7 +229,7 @@ async def delete(srv: ObjectServer, request: web.Request, path: str) -> web.Stre
             srv.dm,
             srv.mgr,
             where,
-            time.time(),
+            float(req_ts),
             req_ts,
             decide,
             priority="write",
@@ -312,7 +311,7 @@ async def post(srv: ObjectServer, request: web.Request, path: str) -> web.Stream
 
     async with srv.dm.slot(device, "write"):
         state, metadata = await srv.dm.run(
-            device, disk_ops.post, srv.dm, srv.mgr, where, time.time(), build, priority="write"
+            device, disk_ops.post, srv.dm, srv.mgr, where, float(req_ts), build, priority="write"
         )
     orig = state.metadata
     content_type = ctype_out["Content-Type"]
