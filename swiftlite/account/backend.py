@@ -141,12 +141,13 @@ def merge_row(existing: Mapping[str, Any] | None, item: Mapping[str, Any]) -> di
     figures, and whether a row counts as deleted is decided exactly as Swift
     decides it (newest delete strictly after newest put, and no objects).
     """
-    rec = {k: item.get(k) for k in _ROW_COLUMNS}
-    rec["put_timestamp"] = Timestamp(rec["put_timestamp"] or 0).internal
-    rec["delete_timestamp"] = Timestamp(rec["delete_timestamp"] or 0).internal
+    rec: dict[str, Any] = {k: item.get(k) for k in _ROW_COLUMNS}
+    put_ts = Timestamp(rec["put_timestamp"] or 0).internal
+    delete_ts = Timestamp(rec["delete_timestamp"] or 0).internal
+    rec["put_timestamp"], rec["delete_timestamp"] = put_ts, delete_ts
     if existing is not None:
         old_key = report_key(existing["put_timestamp"], existing["delete_timestamp"])
-        if old_key > report_key(rec["put_timestamp"], rec["delete_timestamp"]):
+        if old_key > report_key(put_ts, delete_ts):
             return {k: existing[k] for k in _ROW_COLUMNS}
         for key in ("object_count", "bytes_used", "storage_policy_index"):
             if rec[key] is None:
@@ -154,9 +155,7 @@ def merge_row(existing: Mapping[str, Any] | None, item: Mapping[str, Any]) -> di
     rec["object_count"] = int(rec["object_count"] or 0)
     rec["bytes_used"] = int(rec["bytes_used"] or 0)
     rec["storage_policy_index"] = int(rec["storage_policy_index"] or 0)
-    deleted = is_row_deleted(
-        str(rec["put_timestamp"]), str(rec["delete_timestamp"]), rec["object_count"]
-    )
+    deleted = is_row_deleted(put_ts, delete_ts, rec["object_count"])
     rec["deleted"] = 1 if deleted else 0
     return rec
 
