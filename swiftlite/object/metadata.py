@@ -204,12 +204,11 @@ def write_metadata(
                     raise
                 # The xattr block is full (ext4): keep the blob in the tail.
                 inline = False
-        if inline and not fresh:
-            # A rewrite that shrinks back to inline drops the old tail.
-            if os.fstat(fd).st_size > data_end:
-                os.ftruncate(fd, data_end)
-        else:
+        if not inline:
             _write_tail(fd, blob, data_end)
+        elif not fresh and os.fstat(fd).st_size > data_end:
+            # A rewrite that shrinks back to inline drops the old tail.
+            os.ftruncate(fd, data_end)
         os.setxattr(fd, CHECKSUM_KEY, _checksum(blob))
     except OSError as exc:
         _raise_for(exc, "metadata")

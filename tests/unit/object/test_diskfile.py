@@ -57,6 +57,9 @@ def test_layout_and_roundtrip(mgr, tmp_path):
     h = hash_path("a", "c", "o")
     assert path == f"{tmp_path}/sda/objects-2/7/{h[-3:]}/{h}/{ts(1).internal}.data"
     assert os.listdir(tmp_path / "sda" / "tmp-2") == []
+    # Small metadata lives in xattrs: the file holds exactly the body.
+    assert os.path.getsize(path) == 5
+    assert b'"meta"' in os.getxattr(path, "user.swiftlite.meta")
     df2 = mgr.get_diskfile("sda", 7, "a", "c", "o", policy_index=2)
     with df2.open():
         meta = df2.get_metadata()
