@@ -6,6 +6,7 @@ that scripts scraping its output (and operators' eyes) keep working.
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -153,6 +154,4 @@ def tier_name(tier: Sequence[Any], devs: Sequence[dict[str, Any] | None]) -> str
 
 def hms(seconds: float) -> str:
     """``datetime.timedelta`` text, e.g. ``0:00:00`` or ``1 day, 0:00:00``."""
-    import datetime
-
     return str(datetime.timedelta(seconds=seconds))
