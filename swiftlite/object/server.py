@@ -112,7 +112,12 @@ class ObjectServer:
     def make_app(self) -> web.Application:
         # auto_decompress off: a Content-Encoding of the object (gzip, say)
         # describes the stored bytes; the server must not inflate them.
-        app = web.Application(client_max_size=0, handler_args={"auto_decompress": False})
+        # lingering_time 0: a refused body (409/412/413 before 100 Continue)
+        # is never read, so close the connection instead of draining it.
+        app = web.Application(
+            client_max_size=0,
+            handler_args={"auto_decompress": False, "lingering_time": 0},
+        )
         # Swift answers a 409/412/507 instead of "100 Continue", so the
         # proxy never sends a body that would be refused: the PUT handler
         # sends the 100 itself once its checks pass.
