@@ -29,8 +29,8 @@ import sqlite3
 import tempfile
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, NoReturn
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar, NoReturn, Self
 
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.db import pending
@@ -117,7 +117,7 @@ class DatabaseBroker:
     def stat_table(self) -> str:
         return f"{self.db_type}_stat"
 
-    def __enter__(self) -> DatabaseBroker:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -291,7 +291,7 @@ class DatabaseBroker:
     def put_record(self, record: Mapping[str, Any]) -> None:
         self.put_records([record])
 
-    def put_records(self, records: list[Mapping[str, Any]]) -> None:
+    def put_records(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Append records to the pending file (one write, one fsync).
 
         Once this returns the records are durable (with ``fsync_pending``) and

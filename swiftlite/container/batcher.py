@@ -1,0 +1,89 @@
+"""Group commit of object updates into a container's pending file.
+
+Many object servers update one container at once. Each request handing its
+record to the device's threads separately would mean one write and one fsync
+of the pending file per update; instead records for one DB queue up here and
+a single drain task hands them to the device's threads in batches: one thread
+hop, one append and one fsync for everything that arrived meanwhile. Every
+request still gets its own answer (the batch's outcome) only after its record
+is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+BatchRunner = Callable[[list[Any]], Awaitable[None]]
+
+
+@dataclass
+class _Queue:
+    items: list[tuple[Any, asyncio.Future[None]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class PendingBatcher:
+    """Per-key queues drained by one background task each."""
+
+    def __init__(self, max_batch: int = 1000) -> None:
+        self.max_batch = max_batch
+        self._queues: dict[str, _Queue] = {}
+
+    async def submit(self, key: str, item: Any, run_batch: BatchRunner) -> None:
+        """Queue ``item`` under ``key``; return once its batch ran (or raise its error).
+
+        Items of one key must be interchangeable for ``run_batch`` (same DB),
+        since the first submitter's runner serves the whole batch.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue()
+        queue.items.append((item, fut))
+        if queue.task is None:
+            # A task of its own, not the caller's: a request that goes away
+            # must not strand the others waiting on the same batch.
+            queue.task = loop.create_task(self._drain(key, queue, run_batch))
+        await asyncio.shield(fut)
+
+    async def _drain(self, key: str, queue: _Queue, run_batch: BatchRunner) -> None:
+        try:
+            while queue.items:
+                batch = queue.items[: self.max_batch]
+                del queue.items[: self.max_batch]
+                try:
+                    await run_batch([item for item, _ in batch])
+                except BaseException as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                else:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_result(None)
+        finally:
+            queue.task = None
+            if queue.items:
+                # Cancelled with work left: fail it rather than hang it.
+                for _, fut in queue.items:
+                    if not fut.done():
+                        fut.set_exception(RuntimeError("container update batcher stopped"))
+                queue.items.clear()
+            if self._queues.get(key) is queue:
+                del self._queues[key]
+
+    @property
+    def queued(self) -> int:
+        return sum(len(q.items) for q in self._queues.values())
+
+    async def close(self) -> None:
+        tasks = [q.task for q in self._queues.values() if q.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
