@@ -320,24 +320,53 @@ class Rebalancer:
                         heavy.append((pw[d], replica, d))
             if not heavy:
                 continue
-            held = self._count_part(part)
-            heavy.sort(key=lambda h: h[0])
+            held = []
+            for row in rows:
+                if part < len(row):
+                    d = row[part]
+                    if d != none:
+                        held.append(d)
+                        t0, t1, t2, t3 = dev_tiers[d]
+                        rat[t0] += 1
+                        rat[t1] += 1
+                        rat[t2] += 1
+                        rat[t3] += 1
+            if len(heavy) > 1:
+                heavy.sort(key=lambda h: h[0])
             for _w, replica, d in heavy:
                 tiers = dev_tiers[d]
-                if any(pmin[t] <= rat[t] < pmax[t] for t in tiers):
+                t0, t1, t2, t3 = tiers
+                if (
+                    pmin[t0] <= rat[t0] < pmax[t0]
+                    or pmin[t1] <= rat[t1] < pmax[t1]
+                    or pmin[t2] <= rat[t2] < pmax[t2]
+                    or pmin[t3] <= rat[t3] < pmax[t3]
+                ):
                     continue  # the plan pins this replica here
-                stuck = tiers[0]
-                for t in reversed(tiers):
-                    if rat[t] - 1 < pmin[t]:
-                        stuck = t
-                        break
+                # The innermost tier that would drop below its minimum
+                # bounds where the replica may go (default: its region).
+                if rat[t3] <= pmin[t3]:
+                    stuck = t3
+                elif rat[t2] <= pmin[t2]:
+                    stuck = t2
+                elif rat[t1] <= pmin[t1]:
+                    stuck = t1
+                else:
+                    stuck = t0
                 if sum(want_below[c] for c in kids[stuck] if c not in tiers) <= 0:
                     continue  # nowhere else under that tier wants parts
                 self._take(part, replica, d, gathered)
-                for t in tiers:
-                    want_below[t] -= 1
+                want_below[t0] -= 1
+                want_below[t1] -= 1
+                want_below[t2] -= 1
+                want_below[t3] -= 1
                 break
-            self._uncount(held)
+            for d in held:
+                t0, t1, t2, t3 = dev_tiers[d]
+                rat[t0] -= 1
+                rat[t1] -= 1
+                rat[t2] -= 1
+                rat[t3] -= 1
 
     def _gather_for_balance_forced(self, gathered: dict[int, list[int]], start: int) -> None:
         """Take one replica off the most overweight device of each movable part."""
@@ -383,28 +412,54 @@ class Rebalancer:
                         tier_key[t] = key
         kids = [sorted(k, key=tier_key.__getitem__, reverse=True) for k in self.kids]
         leaf_dev = {dev_tiers[i][3]: i for i in sort_key}
-        rows, lpm = self.rows, self.lpm
+        rows, lpm, none = self.rows, self.lpm, self.none
+        room = avail.__getitem__
+        only = [k[0] if len(k) == 1 else -1 for k in kids]
         for part, replicas in todo:
             lpm[part] = 0
-            held = self._count_part(part)
+            held = []
+            for row in rows:
+                if part < len(row):
+                    d = row[part]
+                    if d != none:
+                        held.append(d)
+                        t0, t1, t2, t3 = dev_tiers[d]
+                        rat[t0] += 1
+                        rat[t1] += 1
+                        rat[t2] += 1
+                        rat[t3] += 1
             for replica in replicas:
                 tier = 0
                 for _level in range(4):
-                    best = -1
-                    room = 0
-                    for c in kids[tier]:
-                        if rat[c] < pmax[c] and (best < 0 or avail[c] > room):
-                            best = c
-                            room = avail[c]
+                    # Usually the roomiest child is allowed: one C-level max().
+                    # max() keeps the first of equals, as the scan below does.
+                    choices = kids[tier]
+                    best = only[tier]
                     if best < 0:
-                        raise RingValidationError(f"no home for {part}/{replica}")
+                        best = max(choices, key=room) if choices else -1
+                    if best < 0 or rat[best] >= pmax[best]:
+                        allowed = [c for c in choices if rat[c] < pmax[c]]
+                        if not allowed:
+                            raise RingValidationError(f"no home for {part}/{replica}")
+                        best = max(allowed, key=room)
                     tier = best
                 d = leaf_dev[tier]
                 pw[d] -= 1
                 pc[d] += 1
-                for t in dev_tiers[d]:
-                    avail[t] -= 1
-                    rat[t] += 1
+                t0, t1, t2, t3 = dev_tiers[d]
+                avail[t0] -= 1
+                avail[t1] -= 1
+                avail[t2] -= 1
+                avail[t3] -= 1
+                rat[t0] += 1
+                rat[t1] += 1
+                rat[t2] += 1
+                rat[t3] += 1
                 held.append(d)
                 rows[replica][part] = d
-            self._uncount(held)
+            for d in held:
+                t0, t1, t2, t3 = dev_tiers[d]
+                rat[t0] -= 1
+                rat[t1] -= 1
+                rat[t2] -= 1
+                rat[t3] -= 1
