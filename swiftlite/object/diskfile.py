@@ -544,7 +544,10 @@ class DiskFile:
         try:
             self.quarantine(reason)
         except FileNotFoundError:
-            pass
+            pass  # already moved (a concurrent reader quarantined it)
+        except OSError:
+            # Still answer "not here" rather than a 500; the auditor retries.
+            logger.exception("could not quarantine %s (%s)", self.datadir, reason)
         return DiskFileQuarantined(reason)
 
 

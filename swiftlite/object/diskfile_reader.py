@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from swiftlite.object.diskfile import DiskFile
 
 READ_CHUNK = 1 << 20
+logger = logging.getLogger("swiftlite.object.diskfile")
 
 
 class DiskFileReader:
@@ -87,8 +89,10 @@ class DiskFileReader:
         self.quarantined = True
         try:
             self.df.quarantine(reason)
-        except FileNotFoundError:
-            pass
+        except OSError:
+            # The bytes were served already; failing to move them must not
+            # turn into an error for this request. The auditor will retry.
+            logger.exception("could not quarantine %s (%s)", self.df.datadir, reason)
 
     def close(self) -> None:
         if self.fd is not None:

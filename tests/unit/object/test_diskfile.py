@@ -537,3 +537,12 @@ def test_open_relists_when_meta_vanishes(mgr, monkeypatch):
     monkeypatch.setattr(dfmod, "read_metadata_and_length", racing)
     with df.open():
         assert df.get_metadata()["X-Object-Meta-A"] == "new"
+
+
+def test_suffix_path_is_a_file_gives_not_exist_not_500(mgr):
+    df = mgr.get_diskfile("sda", 0, "a", "c", "o")
+    os.makedirs(df.partition_path)
+    with open(df.suffix_path, "wb") as fh:
+        fh.write(b"junk")
+    with pytest.raises(DiskFileNotExist):
+        df.open()
