@@ -144,7 +144,7 @@ def full_state(b: ContainerBroker) -> tuple[Any, ...]:
     return tuple(table), info["hash"], info["object_count"], info["bytes_used"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ups=updates(), data=st.data())
 def test_merge_is_order_independent_and_matches_swift(ups: list[dict[str, Any]], data: Any) -> None:
     order = data.draw(st.permutations(ups))

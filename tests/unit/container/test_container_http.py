@@ -675,3 +675,27 @@ async def test_corrupt_db_quarantined_not_served(client: Any, tmp_path: Any) -> 
     assert resp.status == 500
     assert (await client.get("/sda1/0/a/c")).status == 404
     assert os.listdir(tmp_path / "sda1" / "quarantined" / "containers")
+
+
+async def test_event_loop_never_blocks(client: Any) -> None:
+    """Every verb, with blockbuster failing any blocking call made on the loop."""
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx("swiftlite"):
+        assert (await client.put("/sda1/0/a/c", headers={"X-Timestamp": ts(1)})).status == 201
+        results = await asyncio.gather(
+            *(client.put(f"/sda1/0/a/c/o{i}", headers=obj_headers(10 + i)) for i in range(20))
+        )
+        assert {r.status for r in results} == {201}
+        assert (
+            await client.delete("/sda1/0/a/c/o0", headers={"X-Timestamp": ts(50)})
+        ).status == 204
+        resp = await client.get("/sda1/0/a/c", params={"format": "json", "limit": "5"})
+        assert resp.status == 200 and len(await resp.json()) == 5
+        assert (await client.head("/sda1/0/a/c")).status == 204
+        post = await client.post(
+            "/sda1/0/a/c", headers={"X-Timestamp": ts(51), "X-Container-Meta-A": "b"}
+        )
+        assert post.status == 204
+        assert (await client.put("/sda1/0/.auto/c/o", headers=obj_headers(52))).status == 201
+        assert (await client.delete("/sda1/0/a/c", headers={"X-Timestamp": ts(53)})).status == 409
