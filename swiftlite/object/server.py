@@ -231,10 +231,26 @@ def make_app(conf: ObjectServerConfig, cluster: ClusterConfig | None = None) -> 
     return ObjectServer(conf, cluster).make_app()
 
 
+def _reexec_with_python_parser(argv: Sequence[str]) -> None:
+    """Re-run this process with aiohttp's pure-Python HTTP parser.
+
+    aiohttp's C parser (llhttp) only knows the standard methods and answers
+    400 to Swift's REPLICATE verb before any handler runs; the pure-Python
+    parser takes any token.  The choice is made when aiohttp is imported,
+    hence a fresh process with ``AIOHTTP_NO_EXTENSIONS`` set (an aiohttp
+    setting).  Parsing costs a little more; disk work dominates a request.
+    """
+    env = dict(os.environ, AIOHTTP_NO_EXTENSIONS="1")
+    os.execve(sys.executable, [sys.executable, "-m", "swiftlite.object.server", *argv], env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``swiftlite-object-server <conf.yaml> [-v]``."""
-    conf_path, _once, verbose = parse_args(argv, "swiftlite-object-server")
+    args = list(sys.argv[1:] if argv is None else argv)
+    conf_path, _once, verbose = parse_args(args, "swiftlite-object-server")
     conf = load_or_exit(conf_path, ObjectServerConfig)
+    if conf.replication_server is not False and not os.environ.get("AIOHTTP_NO_EXTENSIONS"):
+        _reexec_with_python_parser(args)
     if verbose:
         conf.log_level = "DEBUG"
     try:

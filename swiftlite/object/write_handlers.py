@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -164,6 +165,7 @@ async def _stream_body(
 ) -> dict[str, str] | None:
     """Read the body into the writer; commit; return the metadata (None = refused)."""
     timeout = srv.conf.client_timeout
+    deadline = time.monotonic() + srv.conf.max_upload_time
     batch: list[bytes] = []
     batched = 0
     total = 0
@@ -171,6 +173,8 @@ async def _stream_body(
         chunk = await _read_chunk(request, timeout)
         if not chunk:
             break
+        if time.monotonic() > deadline:
+            raise HTTPError(408)
         total += len(chunk)
         if length is not None and total > length:
             raise ClientDisconnect("body longer than Content-Length")
