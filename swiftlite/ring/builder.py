@@ -162,6 +162,7 @@ class RingBuilder:
         return self.none_dev_id - 1
 
     def set_dev_id_bytes(self, dev_id_bytes: int) -> None:
+        self._ring = None
         if self._replica2part2dev:
             self._replica2part2dev = [_resize_row(r, dev_id_bytes) for r in self._replica2part2dev]
 
@@ -238,8 +239,7 @@ class RingBuilder:
         dev.setdefault("replication_ip", dev["ip"])
         dev.setdefault("replication_port", dev["port"])
         self.devs[dev_id] = dev
-        self.devs_changed = True
-        self.version += 1
+        self._changed()
         return int(dev_id)
 
     def _changeable_dev(self, dev_id: int, what: str) -> Dev:
@@ -255,6 +255,8 @@ class RingBuilder:
     def _changed(self) -> None:
         self.devs_changed = True
         self.version += 1
+        # Unlike Swift, drop the cached RingData so get_ring() shows the change.
+        self._ring = None
 
     def set_dev_weight(self, dev_id: int, weight: float) -> None:
         self._changeable_dev(dev_id, "weight")["weight"] = weight

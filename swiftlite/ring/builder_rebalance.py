@@ -152,6 +152,11 @@ class Rebalancer:
         for dev in b._iter_devs():
             dev["parts"] = self.pc[dev["id"]]
             dev["parts_wanted"] = self.pw[dev["id"]]
+        # Narrow the id type again once the ids fit in the lower half of the
+        # smaller type (the slack avoids flapping near the limit).  Done last:
+        # the unassigned marker changes with the type.
+        if b.dev_id_bytes > 2 and len(b.devs) < (1 << (8 * b.dev_id_bytes // 2)) // 2:
+            b.set_dev_id_bytes(b.dev_id_bytes // 2)
         return removed
 
     def _adjust_rows(self, gathered: dict[int, list[int]]) -> None:

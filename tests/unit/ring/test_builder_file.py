@@ -176,3 +176,39 @@ def test_fractional_ring_from_swift_ring(tmp_path):
     assert snapshot(b) == [list(r) for r in sb._replica2part2dev]
     b.validate()
     assert b.get_balance() == pytest.approx(sb.get_balance())
+
+
+def test_get_ring_cache_follows_device_changes():
+    b = make_builder(6, 3, zoned_layout(3, 1, 1))
+    b.rebalance(seed=1)
+    first = b.get_ring()
+    b.add_dev({"region": 1, "zone": 1, "ip": "n", "port": 1, "device": "n", "weight": 1})
+    second = b.get_ring()
+    assert second is not first and len(second.devs) == 4
+    b.set_dev_weight(3, 2)
+    assert b.get_ring() is not second
+
+
+def test_four_byte_device_ids(tmp_path):
+    b = make_builder(6, 2, zoned_layout(2, 1, 1))
+    b.rebalance(seed=1)
+    assert b.dev_id_bytes == 2
+    b.add_dev(
+        {"id": 70000, "region": 1, "zone": 3, "ip": "big", "port": 1, "device": "d", "weight": 100}
+    )
+    assert b.dev_id_bytes == 4 and b.none_dev_id == 2**32 - 1
+    b.pretend_min_part_hours_passed()
+    b.rebalance(seed=2)
+    b.validate()
+    assert any(70000 in row for row in b._replica2part2dev)
+    path = str(tmp_path / "big.builder")
+    b.save(path)
+    loaded = RingBuilder.load(path)
+    assert snapshot(loaded) == snapshot(b)
+    assert loaded._replica2part2dev[0].itemsize == 4
+    # Removing the big id shrinks the table back to 2-byte ids on the next rebalance.
+    loaded.remove_dev(70000)
+    loaded.rebalance(seed=3)
+    loaded.validate()
+    assert len(loaded.devs) == 2
+    assert loaded.dev_id_bytes == 2 and loaded._replica2part2dev[0].typecode == "H"

@@ -110,15 +110,24 @@ def test_replica_plan_and_parts_wanted_match_swift(topo, overload):
         (4, [(r, z, f"h{r}{z}", 100) for r in (1, 2) for z in (1, 2, 3)], 0.0),
     ],
 )
-def test_swift_agrees_on_validity_balance_and_dispersion(replicas, layout, overload):
-    b = make_builder(9, replicas, layout, overload=overload)
+@pytest.mark.parametrize("drain", [False, True])
+def test_swift_agrees_on_validity_balance_and_dispersion(replicas, layout, overload, drain):
+    b = make_builder(9, replicas, layout, overload=overload, min_part_hours=1)
     b.rebalance(seed=7)
     b.remove_dev(0)
     b.pretend_min_part_hours_passed()
     b.rebalance(seed=8)
+    if drain and len(layout) - 2 < replicas:
+        pytest.skip("not enough devices left to zero one more")
+    if drain:
+        # A zero-weight device still holding parts (min_part_hours) is at risk.
+        b.set_dev_weight(1, 0)
+        b.rebalance(seed=9)
+        assert b.devs[1]["parts"] > 0 and b.dispersion > 0
     sb = as_swift(b)
     sb.validate()
     assert sb.get_balance() == pytest.approx(b.get_balance())
+    assert sb.get_required_overload() == pytest.approx(b.get_required_overload())
     sb._build_dispersion_graph()
     assert sb.dispersion == pytest.approx(b.dispersion)
     assert sb._dispersion_graph == b._dispersion_graph
