@@ -11,10 +11,13 @@ removes later)::
 
     temp file in <dev>/tmp -> data -> metadata (xattrs/tail) -> fsync(file)
     -> mkdir hash dir -> invalidate suffix -> rename into the hash dir
-    -> fsync(hash dir) (+ parents of newly created dirs) -> cleanup old files
+    -> fsync(hash dir) (+ parents of newly created dirs) -> invalidate again
+    -> cleanup old files
 
 The suffix is invalidated *before* the rename (as Swift does) so a crash just
-after the rename can never leave a stale suffix hash behind.
+after the rename cannot leave a stale suffix hash behind, and again after it,
+because a concurrent ``get_hashes`` may have consumed the first invalidation
+and hashed the suffix before the new file arrived (a race Swift has).
 """
 
 from __future__ import annotations

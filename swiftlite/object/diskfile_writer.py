@@ -164,6 +164,10 @@ class DiskFileWriter:
             diskfile_io.fsync_dir(df.datadir)
             for path in created:
                 diskfile_io.fsync_dir(os.path.dirname(path))
+        # Invalidate again: a get_hashes that ran between the first
+        # invalidation and the rename consumed it and hashed the suffix
+        # without this file.
+        invalidate_hash(df.suffix_path)
         try:
             cleanup_ondisk_files(df.datadir, df.mgr.reclaim_age)
         except OSError:

@@ -189,6 +189,8 @@ def quarantine_hash_dir(hash_dir: str) -> str:
         if not os.path.lexists(target):
             try:
                 os.rename(hash_dir, target)
+                # Again after the move, for a rehash that ran in between.
+                invalidate_hash(suffix_dir)
                 return target
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):

@@ -45,7 +45,8 @@ def test_put_invalidates_and_get_hashes_recalculates(mgr):
     part = df.partition_path
     suffix = df.name_hash[-3:]
     with open(os.path.join(part, h.HASH_INVALIDATIONS_FILE)) as fh:
-        assert fh.read() == suffix + "\n"
+        # Invalidated before and after the rename (see diskfile's docstring).
+        assert fh.read() == (suffix + "\n") * 2
     got = mgr.get_hashes("sda", 3)
     expected = hashlib.md5((ts(1).internal + ".data").encode()).hexdigest()
     assert got == {suffix: expected}
@@ -304,3 +305,25 @@ def test_partition_hashes_match_swift(swift_mgr, tmp_path):
     _, theirs = swift_mgr._get_hashes("sda", "5", POLICIES[0])
     assert mine == theirs
     assert set(mine) == {"abc", "123"}
+
+
+def test_rehash_racing_a_put_does_not_hide_the_new_file(mgr, monkeypatch):
+    import swiftlite.object.diskfile_writer as writer_mod  # noqa: PLC0415
+
+    df = mgr.get_diskfile("sda", 3, "a", "c", "o")
+    put(df, b"x", ts(1))
+    mgr.get_hashes("sda", 3)
+    real_rename = os.rename
+
+    def rename_after_rehash(src, dst):
+        if dst.endswith(".data"):
+            # REPLICATE arrives between the writer's invalidation and its rename.
+            mgr.get_hashes("sda", 3)
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename_after_rehash)
+    put(df, b"y", ts(2))
+    monkeypatch.undo()
+    del writer_mod
+    want = hashlib.md5((ts(2).internal + ".data").encode()).hexdigest()
+    assert mgr.get_hashes("sda", 3) == {df.name_hash[-3:]: want}
