@@ -129,6 +129,15 @@ def test_hash_secrets_per_ring(ring_path, secrets):
         (default.get_part("a", "c", f"o{i}"), own.get_part("a", "c", f"o{i}")) for i in range(50)
     }
     assert any(a != b for a, b in parts)
+    # One given, the other process-wide ("suf" from the fixture).
+    half = Ring(str(ring_path), hash_prefix="other")
+    for names in (("a", "c", "o\udcff"), ("a", "c", "o"), ("a", "c"), ("a",), (b"a", "c", "o")):
+        digest = hashing.hash_path_digest(*names, prefix=b"other", suffix=b"suf")
+        assert half.get_part(*names) == hashing.partition_for_digest(digest, 26)
+        digest = hashing.hash_path_digest(*names)
+        assert default.get_part(*names) == hashing.partition_for_digest(digest, 26)
+    with pytest.raises(ValueError):
+        default.get_part("a", "", "o")
 
 
 def test_duplicate_device_listed_once(tmp_path, secrets):
