@@ -195,3 +195,47 @@ async def test_event_loop_never_blocks(
             assert (await client.get(path)).status == 404
         await srv.updater.close()
         await asyncio.sleep(0)
+
+
+async def test_stalled_disk_costs_only_its_own_requests(
+    make_client: Any, clock: Clock, devices: str
+) -> None:
+    """A FIFO where a .data file should be makes open() block for real inside
+    sda's threads. sda fills up to disk_limit and then answers 503 at once,
+    while sdb keeps serving, all while the stalled requests are still stuck."""
+    srv, client = await make_client(disk_limit=6, threads_per_disk=2)
+    ohash = str(hash_path("a", "c", "stall"))
+    hdir = os.path.join(devices, "sda", "objects", "1", ohash[-3:], ohash)
+    os.makedirs(hdir)
+    fifo = os.path.join(hdir, f"{clock()}.data")
+    os.mkfifo(fifo)
+    stuck = [asyncio.ensure_future(client.get("/sda/1/a/c/stall")) for _ in range(6)]
+    writer_fd = None
+    try:
+        for _ in range(1000):
+            if srv.dm.usage().get("sda") == 6:
+                break
+            await asyncio.sleep(0.01)
+        assert srv.dm.usage().get("sda") == 6
+        resp = await client.get("/sda/1/a/c/other")
+        assert resp.status == 503
+        assert resp.headers["X-Disk-Usage"] == "6"
+        assert (await put(client, clock())).status == 503
+        for i in range(5):
+            path = f"/sdb/1/a/c/o{i}"
+            assert (await put(client, clock(), path=path)).status == 201
+            resp = await client.get(path)
+            assert resp.status == 200
+            assert await resp.read() == b"hello"
+        assert (await client.get("/healthcheck")).status == 200
+        assert not any(task.done() for task in stuck)
+    finally:
+        # Un-stall: a writer lets every pending and later open() through.
+        writer_fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            await asyncio.wait(stuck, timeout=30)
+        finally:
+            os.close(writer_fd)
+    for task in stuck:
+        (await task).release()
+    assert srv.dm.usage().get("sda") == 0
