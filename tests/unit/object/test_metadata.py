@@ -181,3 +181,25 @@ def test_enospc_becomes_disk_file_no_space(tmp_path, monkeypatch, code, big):
     with pytest.raises(DiskFileNoSpace):
         md.write_metadata(fd, swift_limit_metadata() if big else {"name": "/a/c/o"}, data_end=3)
     os.close(fd)
+
+
+def _fs_type(path: str) -> str:
+    best, kind = "", ""
+    with open("/proc/mounts") as fh:
+        for line in fh:
+            _dev, mnt, fstype = line.split()[:3]
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, fstype
+    return kind
+
+
+def test_real_xattr_exhaustion_falls_back_to_tail(tmp_path):
+    """No mocks: ask for inline storage of Swift-limit metadata; where the
+    filesystem refuses (ext4's ~4 KiB xattr space) the tail takes it."""
+    path, fd = _file(tmp_path, b"body")
+    meta = swift_limit_metadata()
+    md.write_metadata(fd, meta, data_end=4, inline_limit=1 << 20)
+    os.close(fd)
+    assert md.read_metadata_and_length(path) == (meta, 4)
+    if _fs_type(str(tmp_path)) == "ext4":
+        assert b'"tail"' in os.getxattr(path, md.METADATA_KEY)
