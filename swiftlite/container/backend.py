@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from swiftlite.common.hashing import hash_path, storage_directory
-from swiftlite.common.timestamp import Timestamp, decode_timestamps
+from swiftlite.common.timestamp import Timestamp
 from swiftlite.container.merge import update_new_item_from_existing
+from swiftlite.container.records import meta_timestamp
 from swiftlite.db.broker import DatabaseBroker
 from swiftlite.db.chexor import ZERO_HASH
 from swiftlite.db.schema import Migration, no_update_trigger_sql
@@ -484,9 +485,7 @@ class ContainerBroker(DatabaseBroker):
     @staticmethod
     def _transform_record(row: tuple[Any, ...]) -> tuple[Any, ...]:
         """(name, last-modified = meta timestamp, size, content_type, etag)."""
-        _, _, t_meta = decode_timestamps(row[1])
-        assert t_meta is not None
-        return (row[0], t_meta.internal, *row[2:5])
+        return (row[0], meta_timestamp(row[1]), *row[2:5])
 
     def list_objects_iter(
         self,

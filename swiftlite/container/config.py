@@ -27,6 +27,9 @@ class ContainerServerConfig(ServerConfig):
     fsync_pending: bool = True
     # Most object updates merged into one pending-file append.
     max_batch: int = 1000
+    # Object updates that may wait per device (queued for the next batch)
+    # before more get 503; one running batch holds one disk_limit slot.
+    max_queued_updates: int = 2000
 
     def __post_init__(self) -> None:
         super().__post_init__()

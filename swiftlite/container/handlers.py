@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from swiftlite.common.devices import DeviceFull, DeviceManager
-from swiftlite.common.listing import ListingParams, object_record, subdir_record
+from swiftlite.common.listing import ListingParams
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.container.backend import ContainerBroker
+from swiftlite.container.records import listing_record
 from swiftlite.db.exceptions import DatabaseAlreadyExists
 
 # Container metadata kept besides X-Container-Meta-* and X-Container-Sysmeta-*.
@@ -307,8 +308,6 @@ class ContainerOps:
                 allow_reserved=allow_reserved,
             )
             headers.update(metadata_headers(broker.metadata))
-        records = [
-            subdir_record(row[0]) if row[3] is None else object_record(*row[:5]) for row in rows
-        ]
+        records = [listing_record(row) for row in rows]
         headers["Last-Modified"] = http_date(headers["X-PUT-Timestamp"])
         return Result(200, headers, info=info), records

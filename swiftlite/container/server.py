@@ -195,6 +195,7 @@ class ContainerServer:
             conf.read_pending_timeout,
         )
         self.batcher = PendingBatcher(conf.max_batch)
+        self._queued: dict[str, int] = {}
         self.account_updater = AccountUpdater(conf.conn_timeout, conf.node_timeout, self.logger)
         self.auto_create_prefix = self.constraints.auto_create_account_prefix
 
@@ -305,21 +306,32 @@ class ContainerServer:
             status = 204
 
         async def run_batch(records: list[dict[str, Any]]) -> None:
-            await self.devices.run(
-                device,
-                self.ops.object_updates,
-                device,
-                part,
-                account,
-                container,
-                records,
-                autocreate,
-                priority="write",
-            )
+            # One in-flight slot per batch, not per queued update: waiting in
+            # the queue costs no thread and no disk time.
+            async with self.devices.slot(device, kind="write"):
+                await self.devices.run(
+                    device,
+                    self.ops.object_updates,
+                    device,
+                    part,
+                    account,
+                    container,
+                    records,
+                    autocreate,
+                    priority="write",
+                )
 
-        async with self.devices.slot(device, kind="write"):
+        # A stalled disk must not collect an unbounded queue: past the cap,
+        # answer 503 at once like any busy device.
+        queued = self._queued.get(device, 0)
+        if queued >= self.conf.max_queued_updates:
+            raise DeviceBusy(device, queued)
+        self._queued[device] = queued + 1
+        try:
             key = f"{device}/{part}/{account}/{container}"
             await self.batcher.submit(key, record, run_batch)
+        finally:
+            self._queued[device] -= 1
         return _answer(status)
 
     async def put(self, request: web.Request, path: str) -> web.Response:
