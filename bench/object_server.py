@@ -60,7 +60,7 @@ def obj_path(name: str) -> str:
 def counts(quick: bool) -> dict[str, int]:
     if quick:
         return {"c1": 40, "c32": 200, "big": 2}
-    return {"c1": 400, "c32": 3000, "big": 6}
+    return {"c1": 300, "c32": 2000, "big": 4}
 
 
 def run_round(port: int, tag: str, n: dict[str, int]) -> dict[str, dict[str, Any]]:
