@@ -257,7 +257,9 @@ class AccountServer:
                 except DatabaseAlreadyExists:
                     pass
             override = headers.get("X-Account-Override-Deleted", "no").lower() == "yes"
-            if not os.path.exists(broker.db_file) or (not override and broker.is_deleted()):
+            if not os.path.exists(broker.db_file) or (
+                not override and broker.is_deleted_for_update()
+            ):
                 return respond(404)
             broker.put_container(
                 container, put_ts, delete_ts, object_count, bytes_used, policy_index

@@ -379,6 +379,20 @@ async def test_errors_match_swift(pair: Pair) -> None:
     assert allow == "DELETE, GET, HEAD, OPTIONS, POST, PUT"
     await pair.both("COPY", "/sda1/0/err")
     await pair.both("GET", "/sda1/0/err", query="limit=10001")
+    await pair.both("GET", "/sda1/0/err", query="limit=")
+    await pair.both("GET", "/sda1/0/err", query="marker=zzz&end_marker=a")
+    report = {
+        "X-Put-Timestamp": ts(3),
+        "X-Delete-Timestamp": "0",
+        "X-Object-Count": "1",
+        "X-Bytes-Used": "1",
+    }
+    await pair.both("PUT", "/sda1/0/err/c", {**report, "X-Timestamp": "junk"})
+    await pair.both("PUT", "/sda1/0/err/c", {**report, "X-Timestamp": ts(3)})
+    await pair.both("PUT", "/sda1/0/missing/c", report)
+    # An older account PUT changes nothing but still answers 202.
+    await pair.both("PUT", "/sda1/0/err", {"X-Timestamp": ts(0.5), "X-Account-Meta-X": "old"})
+    await pair.both("HEAD", "/sda1/0/err", query="format=xml")
     pair.check()
 
 

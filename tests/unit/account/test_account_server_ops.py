@@ -134,3 +134,13 @@ async def test_malformed_container_report_is_400(server: Any) -> None:
     del headers["X-Put-Timestamp"]
     async with server.put("/sda1/0/acct/c", headers=headers) as r:
         assert r.status == 400
+
+
+async def test_mount_check_refuses_a_plain_directory(tmp_path: Any, aiohttp_client: Any) -> None:
+    (tmp_path / "sda1").mkdir()
+    cluster = ClusterConfig(hash_path_prefix="p", hash_path_suffix="s")
+    conf = config_from_dict(AccountServerConfig, {"devices": str(tmp_path), "mount_check": True})
+    client = await aiohttp_client(make_app(conf, cluster))
+    async with client.put("/sda1/0/a", headers={"X-Timestamp": ts(1)}) as r:
+        assert r.status == 507
+        assert b"Drive: sda1" in await r.read()

@@ -380,3 +380,13 @@ def test_json_key_order_is_swifts() -> None:
     rec = listing.object_record("o", "1.00000", 3, "text/plain", "e" * 32)
     assert list(rec) == ["bytes", "hash", "name", "content_type", "last_modified"]
     assert listing.listing_json([rec]).startswith(b'[{"bytes": 3, "hash": "eeee')
+
+
+@SETTINGS
+@given(st.integers(min_value=0, max_value=10**15 - 1), st.integers(0, 2**20))
+def test_last_modified_matches_swift(raw: int, offset: int) -> None:
+    ts = Timestamp.from_raw(raw, offset)
+    expected = SwiftTimestamp(ts.internal).isoformat
+    assert listing.last_modified(ts.internal) == expected
+    assert listing.last_modified(ts) == expected
+    assert listing.last_modified(ts.normal) == expected
