@@ -40,6 +40,8 @@ class PendingBatcher:
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
+        # If the caller goes away, nobody awaits fut: mark its error retrieved.
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _Queue()

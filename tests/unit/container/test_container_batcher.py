@@ -1,0 +1,64 @@
+"""PendingBatcher: batching, error fan-out, callers going away."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from swiftlite.container.batcher import PendingBatcher
+
+
+async def test_items_arriving_together_share_a_batch() -> None:
+    batches: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def run(items: list[int]) -> None:
+        batches.append(items)
+        await gate.wait()
+
+    b = PendingBatcher(max_batch=3)
+    tasks = [asyncio.create_task(b.submit("k", i, run)) for i in range(7)]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    # All seven queued before the drain task first ran: batches of max_batch.
+    assert batches == [[0, 1, 2], [3, 4, 5], [6]]
+    assert b.queued == 0
+
+
+async def test_errors_reach_every_item_of_the_batch_only() -> None:
+    async def run(items: list[int]) -> None:
+        await asyncio.sleep(0)
+        if 1 in items:
+            raise OSError("disk gone")
+
+    b = PendingBatcher()
+    first = asyncio.create_task(b.submit("k", 0, run))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(b.submit("k", i, run)) for i in (1, 2)]
+    await first
+    for t in rest:
+        with pytest.raises(OSError):
+            await t
+    await b.submit("k", 3, run)  # the queue recovers
+
+
+async def test_cancelled_caller_does_not_strand_others() -> None:
+    gate = asyncio.Event()
+    done: list[int] = []
+
+    async def run(items: list[int]) -> None:
+        await gate.wait()
+        done.extend(items)
+
+    b = PendingBatcher()
+    leader = asyncio.create_task(b.submit("k", 0, run))
+    await asyncio.sleep(0)
+    follower = asyncio.create_task(b.submit("k", 1, run))
+    await asyncio.sleep(0)
+    leader.cancel()
+    gate.set()
+    await follower
+    assert done == [0, 1]
+    await b.close()
