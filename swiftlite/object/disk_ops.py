@@ -129,7 +129,11 @@ def put_write(writer: DiskFileWriter, chunks: list[bytes]) -> None:
         writer.write(chunk)
 
 
-def put_commit(writer: DiskFileWriter, chunks: list[bytes], metadata: Callable[[str, int], dict[str, str] | None]) -> dict[str, str] | None:
+def put_commit(
+    writer: DiskFileWriter,
+    chunks: list[bytes],
+    metadata: Callable[[str, int], dict[str, str] | None],
+) -> dict[str, str] | None:
     """Write the last chunks and commit with the metadata built from (etag, size).
 
     ``metadata`` returns None to abort (a 422 or 499); the temp file is removed.
@@ -141,6 +145,24 @@ def put_commit(writer: DiskFileWriter, chunks: list[bytes], metadata: Callable[[
         return None
     writer.put(meta)
     return meta
+
+
+def put_whole(
+    dm: DeviceManager,
+    mgr: DiskFileManager,
+    where: Placement,
+    now: float,
+    body: bytes,
+    decide: Callable[[OnDisk], None],
+    metadata: Callable[[str, int], dict[str, str] | None],
+) -> dict[str, str] | None:
+    """A small PUT whose body is already here: everything in one thread hop."""
+    _state, writer = put_begin(dm, mgr, where, now, len(body), decide)
+    try:
+        return put_commit(writer, [body], metadata)
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def abort(writer: DiskFileWriter) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -111,32 +112,32 @@ async def put(srv: ObjectServer, request: web.Request, path: str) -> web.StreamR
         meta.update(copy_headers(hdrs, srv.allowed_headers, sysmeta=True))
         return meta
 
+    expect = hdrs.get("Expect", "").lower() == "100-continue"
     async with srv.dm.slot(device, "write"):
-        state, writer = await srv.dm.run(
-            device,
-            disk_ops.put_begin,
-            srv.dm,
-            srv.mgr,
-            where,
-            float(req_ts),
-            fsize,
-            decide,
-            priority="write",
-        )
-        committed = False
         try:
-            await _send_continue(request)
-            metadata = await _stream_body(srv, request, device, writer, length, build_metadata)
-            committed = True
+            if length is not None and length <= SMALL_BODY and not expect:
+                # The client sends the body without waiting for our checks,
+                # so take it first and write it all in a single thread hop.
+                body = await _read_small_body(srv, request, length)
+                metadata = await srv.dm.run(
+                    device,
+                    disk_ops.put_whole,
+                    srv.dm,
+                    srv.mgr,
+                    where,
+                    float(req_ts),
+                    body,
+                    decide,
+                    build_metadata,
+                    priority="write",
+                )
+            else:
+                metadata = await _put_streaming(
+                    srv, request, device, where, float(req_ts), fsize, length, decide,
+                    build_metadata,
+                )  # fmt: skip
         except ClientDisconnect:
             return swift_response(499)
-        finally:
-            if not committed:
-                # Shielded: a cancelled request must still remove its temp file.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(
-                        srv.dm.run(device, disk_ops.abort, writer, priority="write")
-                    )
         if metadata is None:
             return swift_response(outcome.get("status", 499))
 
@@ -155,13 +156,63 @@ async def put(srv: ObjectServer, request: web.Request, path: str) -> web.StreamR
     return swift_response(201, headers={"ETag": f'"{metadata["ETag"]}"'})
 
 
+async def _put_streaming(
+    srv: ObjectServer,
+    request: web.Request,
+    device: str,
+    where: disk_ops.Placement,
+    now: float,
+    fsize: int | None,
+    length: int | None,
+    decide: Callable[[disk_ops.OnDisk], None],
+    build_metadata: Callable[[str, int], dict[str, str] | None],
+) -> dict[str, str] | None:
+    """Check and open the temp file, then 100 Continue, then stream the body."""
+    _state, writer = await srv.dm.run(
+        device,
+        disk_ops.put_begin,
+        srv.dm,
+        srv.mgr,
+        where,
+        now,
+        fsize,
+        decide,
+        priority="write",
+    )
+    committed = False
+    try:
+        await _send_continue(request)
+        metadata = await _stream_body(srv, request, device, writer, length, build_metadata)
+        committed = True
+    finally:
+        if not committed:
+            # Shielded: a cancelled request must still remove its temp file.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(srv.dm.run(device, disk_ops.abort, writer, priority="write"))
+    return metadata
+
+
+async def _read_small_body(srv: ObjectServer, request: web.Request, length: int) -> bytes:
+    chunks = []
+    total = 0
+    while total < length:
+        chunk = await _read_chunk(request, srv.conf.client_timeout)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total != length:
+        raise ClientDisconnect("body shorter than Content-Length")
+    return b"".join(chunks)
+
+
 async def _stream_body(
     srv: ObjectServer,
     request: web.Request,
     device: str,
     writer: DiskFileWriter,
     length: int | None,
-    build_metadata: object,
+    build_metadata: Callable[[str, int], dict[str, str] | None],
 ) -> dict[str, str] | None:
     """Read the body into the writer; commit; return the metadata (None = refused)."""
     timeout = srv.conf.client_timeout

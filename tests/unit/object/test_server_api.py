@@ -615,3 +615,24 @@ async def test_many_concurrent_puts_newest_wins(server: Server, clock: Clock, de
     assert await resp.read() == bodies[stamps[-1]]
     assert os.listdir(object_dir(devices)) == [f"{stamps[-1]}.data"]
     assert time.time() > 0
+
+
+async def test_streaming_path_with_expect(server: Server, clock: Clock, devices: str) -> None:
+    """PUTs with Expect: 100-continue (as Swift's proxy sends) take the
+    check-then-stream path; large bodies always do."""
+    _srv, client = server
+    body = os.urandom(2 << 20)
+    hdrs = {"X-Timestamp": clock(), "Content-Type": "a/b", "ETag": "0" * 32}
+    resp = await client.put(OBJ, data=body, headers=hdrs, expect100=True)
+    assert resp.status == 422
+    hdrs = {"X-Timestamp": clock(), "Content-Type": "a/b"}
+    resp = await client.put(OBJ, data=b"small", headers=hdrs, expect100=True)
+    assert resp.status == 201
+    resp = await client.put(OBJ, data=b"small", headers=hdrs, expect100=True)
+    assert resp.status == 409
+    hdrs = {"X-Timestamp": clock(), "Content-Type": "a/b", "If-None-Match": "*"}
+    resp = await client.put(OBJ, data=body, headers=hdrs, expect100=True)
+    assert resp.status == 412
+    tmp = os.path.join(devices, "sda", "tmp")
+    assert not os.path.exists(tmp) or os.listdir(tmp) == []
+    assert await (await client.get(OBJ)).read() == b"small"
