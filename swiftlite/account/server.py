@@ -13,19 +13,21 @@ loop never waits on disk and a slow disk slows only its own requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from swiftlite.account.backend import DATADIR, RESERVED, AccountBroker
 from swiftlite.account.config import AccountServerConfig
+from swiftlite.account.conncache import ConnectionCache
 from swiftlite.common import listing
 from swiftlite.common.config import ClusterConfig, load_cluster_config
 from swiftlite.common.daemon import server_main
@@ -141,16 +143,21 @@ class AccountServer:
             threads_per_disk=conf.threads_per_disk,
             fallocate_reserve=conf.fallocate_reserve,
         )
+        self.connections = ConnectionCache()
         self.policy_names = {p.index: p.name for p in self.cluster.policies}
         self.constraints = self.cluster.constraints
         self.auto_create_prefix = self.constraints.auto_create_account_prefix
 
     # -- plumbing ---------------------------------------------------------
 
-    def broker(self, device_root: str, part: str, account: str, **kwargs: Any) -> AccountBroker:
+    @contextlib.contextmanager
+    def broker(
+        self, device_root: str, part: str, account: str, **kwargs: Any
+    ) -> Iterator[AccountBroker]:
+        """The account's broker, on a connection kept from earlier requests."""
         hsh = name_hash(account)
         db_dir = os.path.join(device_root, storage_directory(DATADIR, part, hsh))
-        return AccountBroker(
+        broker = AccountBroker(
             os.path.join(db_dir, hsh + ".db"),
             account=account,
             logger=self.logger,
@@ -159,6 +166,15 @@ class AccountServer:
             max_meta_overall_size=self.constraints.max_meta_overall_size,
             **kwargs,
         )
+        broker.conn = self.connections.take(broker.db_file)
+        try:
+            yield broker
+        finally:
+            # The base broker drops (closes) its connection on any DB error,
+            # so only a healthy connection comes back here.
+            conn, broker.conn = broker.conn, None
+            if conn is not None:
+                self.connections.give(broker.db_file, conn)
 
     def _check_device(self, device: str, space: bool = False) -> str:
         """Blocking: the device root, or DeviceUnavailable (507)."""
