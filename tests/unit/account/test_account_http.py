@@ -9,6 +9,7 @@ Statuses, bodies and the headers that matter must be equal.
 from __future__ import annotations
 
 import os
+import random
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -443,3 +444,60 @@ async def test_locked_device_is_503(pair: Pair) -> None:
     open(os.path.join(pair.ours_root, "sda1", "lock_device"), "w").close()
     status, _headers, _body = await pair.ours("HEAD", "/sda1/0/a", {}, "")
     assert status == 503
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_operation_sequences_match_swift(pair: Pair, seed: int) -> None:
+    """Random account operations and container-updater style reports (timestamps
+    only move forward, as a container's own do), each answered like Swift."""
+    rng = random.Random(seed)
+    names = ["c", "c-1", "c-2", "d", "caf\u00e9", "c:x", "e-f-g"]
+    last: dict[str, tuple[float, float]] = {}
+    clock = 1.0
+    account = f"/sda1/{seed}/rand"
+
+    def tick() -> float:
+        nonlocal clock
+        clock += rng.choice([0.00001, 0.5, 1])
+        return clock
+
+    for _ in range(70):
+        op = rng.choices(
+            ["put_acct", "post", "report", "delete_acct", "get", "head"],
+            weights=[2, 2, 10, 1, 6, 2],
+        )[0]
+        if op == "put_acct":
+            await pair.both("PUT", account, {"X-Timestamp": ts(tick())})
+        elif op == "post":
+            key = rng.choice(["X-Account-Meta-A", "X-Account-Meta-B", "X-Account-Sysmeta-C"])
+            value = rng.choice(["", "v1", "caf\u00e9", "x" * 50])
+            await pair.both("POST", account, {"X-Timestamp": ts(tick()), key: value})
+        elif op == "report":
+            name = rng.choice(names)
+            put, delete = last.get(name, (0.0, 0.0))
+            kind = rng.choice(["create", "delete", "recount"] if put else ["create"])
+            count = rng.randrange(0, 4)
+            if kind == "create":
+                put = tick()
+            elif kind == "delete":
+                delete, count = tick(), 0
+            last[name] = (put, delete)
+            await pair.both(
+                "PUT",
+                f"{account}/{urllib.parse.quote(name)}",
+                {
+                    "X-Put-Timestamp": ts(put),
+                    "X-Delete-Timestamp": ts(delete),
+                    "X-Object-Count": str(count),
+                    "X-Bytes-Used": str(count * 7),
+                    "X-Backend-Storage-Policy-Index": str(rng.choice([0, 1])),
+                },
+            )
+        elif op == "delete_acct":
+            await pair.both("DELETE", account, {"X-Timestamp": ts(tick())})
+        elif op == "get":
+            await pair.both("GET", account, query=rng.choice(LISTING_QUERIES))
+        else:
+            await pair.both("HEAD", account)
+    await pair.both("GET", account, query="format=json")
+    pair.check()
