@@ -241,9 +241,11 @@ class Rebalancer:
             for d, dev in enumerate(self.b.devs)
             if dev is not None and limit[self.dev_tiers[d][3]] < 1
         }
-        verdict: dict[tuple[int, ...], bool] = {}
+        # Per server tuple: 0 fine, 1 over the limit, 2 two replicas share a
+        # server (over only if they share the device too).
+        verdict: dict[tuple[int, ...], int] = {}
 
-        def judge(key: tuple[int, ...]) -> bool:
+        def judge(key: tuple[int, ...]) -> int:
             counts: Counter[int] = Counter()
             shares = False
             for s in key:
@@ -255,21 +257,26 @@ class Rebalancer:
                 region, zone = parent[s]
                 counts[region] += 1
                 counts[zone] += 1
-            return shares or any(n > limit[t] for t, n in counts.items())
+            if any(n > limit[t] for t, n in counts.items()):
+                return 1
+            return 2 if shares else 0
 
-        out = []
-        for part, key in enumerate(_part_keys(self.rows, parts, server)):
+        rows = self.rows
+        hits = set()
+        for part, key in enumerate(_part_keys(rows, parts, server)):
             bad = verdict.get(key)
             if bad is None:
                 bad = verdict[key] = judge(key)
-            if bad:
-                out.append(part)
+            if bad == 1:
+                hits.add(part)
+            elif bad == 2:
+                devs = [r[part] for r in rows if part < len(r) and r[part] != none]
+                if len(set(devs)) < len(devs):
+                    hits.add(part)
         if excluded:
-            hits = set(out)
-            for row in self.rows:
+            for row in rows:
                 hits.update(p for p, d in enumerate(row) if d in excluded)
-            out = sorted(hits)
-        return out
+        return sorted(hits)
 
     def _gather_for_dispersion(self, gathered: dict[int, list[int]]) -> None:
         """Take replicas off tiers holding more than the plan's maximum."""

@@ -53,7 +53,7 @@ def build_dispersion_graph(
     Region, zone and server counts of a partition are a function of the tuple
     of its replicas' servers, and there are few distinct tuples, so they are
     computed once per tuple.  Device counts are 1 per appearance except in the
-    rare partitions where two replicas share a server, which are done one by one.
+    rare partitions where a device holds two replicas, which are done one by one.
     """
     width = int(-(-replicas // 1))
     if not rows:
@@ -110,7 +110,16 @@ def build_dispersion_graph(
         bump(dev_tier[dev_id], 1, n)
 
     capped = {d for d in appearances if max_allowed.get(dev_tier[d], 0) < 1}
-    special = {p for p, key in enumerate(keys) if key in shared} if shared else set()
+    # Partitions needing a per-device look: a device holding two of its
+    # replicas (only possible where two replicas share a server) or a device
+    # allowed none.
+    special = set()
+    if shared:
+        for part, key in enumerate(keys):
+            if key in shared:
+                devs = [r[part] for r in rows if part < len(r) and r[part] != none_dev_id]
+                if len(set(devs)) < len(devs):
+                    special.add(part)
     if capped:
         for row in rows:
             special.update(p for p, d in enumerate(row) if d in capped)

@@ -226,3 +226,20 @@ def test_equal_weights_balance_within_one_percent(zones, per_zone, seed):
     _, balance, _ = b.rebalance(seed=seed)
     assert balance < 1.0
     assert b.dispersion == 0
+
+
+@pytest.mark.parametrize("layout", [zoned_layout(3, 2, 2), [(1, 1, "h", 100)] * 5])
+def test_dispersion_graph_with_duplicate_replicas_matches_swift(layout):
+    """Rings from old tools may hold two replicas of a part on one device."""
+    b = make_builder(8, 3, layout)
+    b.rebalance(seed=1)
+    rows = b._replica2part2dev
+    for part in (0, 5, 77):
+        rows[1][part] = rows[0][part]
+    rows[2][9] = rows[1][9] = rows[0][9]
+    b._build_dispersion_graph()
+    sb = as_swift(b)
+    sb._build_dispersion_graph()
+    assert b.dispersion > 0
+    assert sb.dispersion == pytest.approx(b.dispersion)
+    assert sb._dispersion_graph == b._dispersion_graph
