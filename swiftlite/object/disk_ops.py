@@ -213,6 +213,17 @@ def close_fd(fd: int) -> None:
     os.close(fd)
 
 
+def release_read(res: ReadResult) -> None:
+    """Free what a :func:`read_begin` whose caller went away still holds."""
+    if res.fd is not None:
+        os.close(res.fd)
+        res.fd = None
+
+
+def release_put(begun: tuple[OnDisk, DiskFileWriter]) -> None:
+    begun[1].abort()
+
+
 def quarantine(df: DiskFile, reason: str) -> None:
     try:
         df.quarantine(reason)

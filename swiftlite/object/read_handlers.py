@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from aiohttp import web
 from swiftlite.common.http import swift_response
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object import disk_ops, ranges
+from swiftlite.object.hops import run_hop
 from swiftlite.object.request_checks import (
     get_policy,
     response_metadata,
@@ -29,7 +31,7 @@ from swiftlite.object.request_checks import (
 from swiftlite.object.sendfile import (
     SendfileError,
     quiet_transport,
-    sendfile_blocking,
+    sendfile_owned,
     socket_fd,
 )
 
@@ -98,7 +100,8 @@ async def get_or_head(
         random.random() * 100 < srv.conf.etag_validate_pct  # noqa: S311 - sampling, not crypto
     )
     async with srv.dm.slot(device, "read"):
-        res = await srv.dm.run(
+        res = await run_hop(
+            srv.dm,
             device,
             disk_ops.read_begin,
             srv.dm,
@@ -109,12 +112,13 @@ async def get_or_head(
             srv.conf.sendfile_min_size,
             verify,
             priority="read",
+            release=disk_ops.release_read,
         )
         try:
             return await _answer(srv, request, device, res, head, verify)
         finally:
             if res.fd is not None:
-                await srv.dm.run(device, disk_ops.close_fd, res.fd, priority="read")
+                await run_hop(srv.dm, device, disk_ops.release_read, res, priority="read")
 
 
 async def _answer(
@@ -215,11 +219,12 @@ async def _large_body(
                 await _copy_through_loop(srv, dev, resp, res.fd, start, stop, hasher)
             else:
                 async with quiet_transport(request, resp):
-                    sent = await srv.dm.run(
+                    sent = await run_hop(
+                        srv.dm,
                         dev,
-                        sendfile_blocking,
-                        sock,
-                        res.fd,
+                        sendfile_owned,
+                        os.dup(sock),
+                        os.dup(res.fd),
                         start,
                         stop - start,
                         srv.conf.client_timeout,
@@ -260,7 +265,7 @@ async def _copy_through_loop(
     pos = start
     while pos < stop:
         end = min(stop, pos + FALLBACK_CHUNK)
-        chunk = await srv.dm.run(device, disk_ops.read_range, fd, pos, end, priority="read")
+        chunk = await run_hop(srv.dm, device, disk_ops.read_range, fd, pos, end)
         if not chunk:
             raise SendfileError("short file")
         if hasher is not None:

@@ -75,6 +75,27 @@ def sendfile_blocking(
     return sent
 
 
+def sendfile_owned(
+    sock_fd: int,
+    file_fd: int,
+    offset: int,
+    count: int,
+    timeout: float,
+    hasher: Any | None = None,
+) -> int:
+    """:func:`sendfile_blocking` on fds this call owns (dups), closed at the end.
+
+    The handler passes duplicates so that the event loop closing the
+    connection (or the handler closing the object) can never leave this
+    thread writing to, or reading from, an fd number reused by someone else.
+    """
+    try:
+        return sendfile_blocking(sock_fd, file_fd, offset, count, timeout, hasher)
+    finally:
+        os.close(sock_fd)
+        os.close(file_fd)
+
+
 def socket_fd(request: web.Request) -> int | None:
     """The connection's socket fd, or None when sendfile cannot be used."""
     transport = request.transport

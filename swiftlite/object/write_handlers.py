@@ -24,6 +24,7 @@ from swiftlite.common.constraints import check_metadata
 from swiftlite.common.http import swift_response
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object import disk_ops, ranges
+from swiftlite.object.hops import run_hop
 from swiftlite.object.request_checks import (
     HTTPError,
     check_object_creation,
@@ -119,7 +120,8 @@ async def put(srv: ObjectServer, request: web.Request, path: str) -> web.StreamR
                 # The client sends the body without waiting for our checks,
                 # so take it first and write it all in a single thread hop.
                 body = await _read_small_body(srv, request, length)
-                metadata = await srv.dm.run(
+                metadata = await run_hop(
+                    srv.dm,
                     device,
                     disk_ops.put_whole,
                     srv.dm,
@@ -168,7 +170,8 @@ async def _put_streaming(
     build_metadata: Callable[[str, int], dict[str, str] | None],
 ) -> dict[str, str] | None:
     """Check and open the temp file, then 100 Continue, then stream the body."""
-    _state, writer = await srv.dm.run(
+    _state, writer = await run_hop(
+        srv.dm,
         device,
         disk_ops.put_begin,
         srv.dm,
@@ -178,6 +181,7 @@ async def _put_streaming(
         fsize,
         decide,
         priority="write",
+        release=disk_ops.release_put,
     )
     committed = False
     try:
@@ -186,9 +190,10 @@ async def _put_streaming(
         committed = True
     finally:
         if not committed:
-            # Shielded: a cancelled request must still remove its temp file.
+            # Also when cancelled: the temp file must go (run_hop waits for
+            # any write still running on the writer before this).
             with contextlib.suppress(Exception):
-                await asyncio.shield(srv.dm.run(device, disk_ops.abort, writer, priority="write"))
+                await run_hop(srv.dm, device, disk_ops.abort, writer, priority="write")
     return metadata
 
 
@@ -234,12 +239,12 @@ async def _stream_body(
         batch.append(chunk)
         batched += len(chunk)
         if batched >= WRITE_BATCH:
-            await srv.dm.run(device, disk_ops.put_write, writer, batch, priority="write")
+            await run_hop(srv.dm, device, disk_ops.put_write, writer, batch, priority="write")
             batch, batched = [], 0
     if length is not None and total != length:
         raise ClientDisconnect("body shorter than Content-Length")
-    return await srv.dm.run(
-        device, disk_ops.put_commit, writer, batch, build_metadata, priority="write"
+    return await run_hop(
+        srv.dm, device, disk_ops.put_commit, writer, batch, build_metadata, priority="write"
     )
 
 

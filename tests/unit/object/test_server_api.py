@@ -636,3 +636,45 @@ async def test_streaming_path_with_expect(server: Server, clock: Clock, devices:
     tmp = os.path.join(devices, "sda", "tmp")
     assert not os.path.exists(tmp) or os.listdir(tmp) == []
     assert await (await client.get(OBJ)).read() == b"small"
+
+
+async def test_client_gone_mid_stream_leaves_nothing(
+    server: Server, clock: Clock, devices: str
+) -> None:
+    """A PUT whose client disconnects after several batches reached the temp
+    file: the temp file goes, no object appears, no fd leaks; same for a GET
+    whose client leaves during a sendfile body."""
+    srv, client = server
+    big = os.urandom(300_000)
+    assert (await put(client, clock(), big, path="/sda/1/a/c/big")).status == 201
+    fds_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(2):
+        head = (
+            f"PUT {OBJ} HTTP/1.1\r\nHost: x\r\nX-Timestamp: {clock()}\r\n"
+            "Content-Type: a/b\r\nContent-Length: 20000000\r\nExpect: 100-continue\r\n\r\n"
+        ).encode()
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(head)
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+        for _ in range(10):
+            writer.write(b"x" * (1 << 20))
+            await writer.drain()
+        writer.close()
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"GET /sda/1/a/c/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.read(1000)
+        writer.close()
+    tmp = os.path.join(devices, "sda", "tmp")
+    for _ in range(500):
+        idle = srv.dm.usage().get("sda") == 0
+        if idle and (not os.path.exists(tmp) or not os.listdir(tmp)):
+            break
+        await asyncio.sleep(0.01)
+    assert srv.dm.usage().get("sda") == 0
+    assert not os.path.exists(tmp) or os.listdir(tmp) == []
+    assert (await client.get(OBJ)).status == 404
+    for _ in range(500):
+        if len(os.listdir("/proc/self/fd")) <= fds_before:
+            break
+        await asyncio.sleep(0.01)
+    assert len(os.listdir("/proc/self/fd")) <= fds_before
