@@ -252,19 +252,6 @@ class AccountServer:
             timestamp = req_timestamp(headers)
         else:
             timestamp = Timestamp.now()
-        put_ts = headers.get("X-Put-Timestamp")
-        delete_ts = headers.get("X-Delete-Timestamp")
-        try:
-            if put_ts is None or delete_ts is None:
-                raise ValueError("X-Put-Timestamp and X-Delete-Timestamp are required")
-            Timestamp(put_ts)
-            Timestamp(delete_ts)
-            object_count = int(headers.get("X-Object-Count", "0"))
-            bytes_used = int(headers.get("X-Bytes-Used", "0"))
-            policy_index = int(headers.get("X-Backend-Storage-Policy-Index", "0"))
-        except ValueError as exc:
-            # Swift answers a malformed report with a 500 and a traceback.
-            return respond(400, f"Invalid container update: {exc}", content_type=TEXT_PLAIN)
         pending_timeout = self.conf.pending_timeout if "X-Trans-Id" in headers else None
         with self.broker(root, part, account, pending_timeout=pending_timeout) as broker:
             if account.startswith(self.auto_create_prefix) and not os.path.exists(broker.db_file):
@@ -277,6 +264,20 @@ class AccountServer:
                 not override and broker.is_deleted_for_update()
             ):
                 return respond(404)
+            # Checked after the account, in Swift's order (Swift answers a
+            # malformed report with a 500 and a traceback).
+            put_ts = headers.get("X-Put-Timestamp")
+            delete_ts = headers.get("X-Delete-Timestamp")
+            try:
+                if put_ts is None or delete_ts is None:
+                    raise ValueError("X-Put-Timestamp and X-Delete-Timestamp are required")
+                Timestamp(put_ts)
+                Timestamp(delete_ts)
+                object_count = int(headers.get("X-Object-Count", "0"))
+                bytes_used = int(headers.get("X-Bytes-Used", "0"))
+                policy_index = int(headers.get("X-Backend-Storage-Policy-Index", "0"))
+            except ValueError as exc:
+                return respond(400, f"Invalid container update: {exc}", content_type=TEXT_PLAIN)
             broker.put_container(
                 container, put_ts, delete_ts, object_count, bytes_used, policy_index
             )

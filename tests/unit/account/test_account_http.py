@@ -370,6 +370,11 @@ async def test_errors_match_swift(pair: Pair) -> None:
         await pair.both(method, "/sda1/0/%ff", headers)
         await pair.both(method, "/nodev/0/err", headers)
         await pair.both(method, "/sd%20a/0/err", headers)
+        await pair.both(method, "/sda1/0/err/", headers)
+        await pair.both(method, "/sda1//err", headers)
+        await pair.both(method, "/sda1/0//", headers)
+        await pair.both(method, "/sda1/0/err//", headers)
+        await pair.both(method, "/sda1/0/a%2Fb", headers)
     await pair.both("GET", "/sda1/0/err/c")
     await pair.both("PUT", "/sda1/0/err/c/%C3%A9", {"X-Timestamp": ts(2)})
     await pair.both(
