@@ -15,7 +15,20 @@ rebalance (except from removed devices, which must drain).
 
 The per-partition loops are the hot path (65,536+ partitions times the replica
 count), so during a rebalance tiers are numbered and counters live in flat
-lists indexed by tier id or device id rather than in dicts keyed by tuples.
+lists indexed by tier id or device id rather than in dicts keyed by tuples
+(:mod:`swiftlite.ring.builder_rebalance`).
+
+Deliberate differences from Swift's builder (same plan, same invariants):
+
+* the seed drives a private ``random.Random``; the global random state is
+  never touched;
+* among equally roomy tiers, a gathered replica goes to the one holding the
+  hungriest device (Swift's tie order is the reverse, which is arbitrary);
+* with a fractional replica count, ``dispersion``, the dispersion graph and
+  the "changed" count of ``rebalance`` cover every partition (Swift's loop
+  stops at the end of the short last row);
+* device changes drop the cached ``get_ring()`` result; ``remove_dev`` twice
+  queues the device once; ``save`` writes the timestamped backup itself.
 """
 
 from __future__ import annotations

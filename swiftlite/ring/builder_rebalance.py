@@ -13,6 +13,7 @@ are flat lists indexed by tier id or device id.  Per-tier quantities:
 
 from __future__ import annotations
 
+import logging
 import random
 from array import array
 from collections import Counter, defaultdict
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
     from swiftlite.ring.builder import RingBuilder
 
 MAX_BALANCE_GATHER_COUNT = 3
+
+# The CLI's ``rebalance --debug`` turns this logger on.
+log = logging.getLogger("swiftlite.ring.builder")
+
+
+def _count(gathered: dict[int, list[int]]) -> int:
+    return sum(map(len, gathered.values()))
 
 
 class Rebalancer:
@@ -127,28 +135,44 @@ class Rebalancer:
     def run(self) -> int:
         """Gather, reassign, and write counts back; returns removed device count."""
         b = self.b
+        if not b.ever_rebalanced:
+            log.debug("New builder; performing initial balance")
         gathered: dict[int, list[int]] = defaultdict(list)
         self._adjust_rows(gathered)
         assert b._replica2part2dev is not None
         self.rows = b._replica2part2dev
+        n = _count(gathered)
+        log.debug("%d part-replicas to place after the replica-count check", n)
         self._gather_from_removed(gathered)
+        n, m = _count(gathered), n
+        log.debug("Gathered %d part-replicas from removed devices", n - m)
         self._gather_for_dispersion(gathered)
+        log.debug("Gathered %d part-replicas for dispersion", _count(gathered) - n)
         removed = self._drop_removed_devices()
         start = b._last_part_gather_start
+        status = "Unable to finish"
+        rounds = 0
         for round_no in range(MAX_BALANCE_GATHER_COUNT):
+            rounds += 1
             start = (start + self.parts // 4 + self.rng.randint(0, self.parts // 2)) % self.parts
+            log.debug("Gather start is %d (last start was %d)", start, b._last_part_gather_start)
             b._last_part_gather_start = start
+            before = _count(gathered)
             if round_no == 0:
                 self._gather_for_balance_dispersible(gathered, start)
             self._gather_for_balance_forced(gathered, start)
+            log.debug("Gathered %d part-replicas for balance", _count(gathered) - before)
             if not gathered:
                 break
             todo = list(gathered.items())
             self.rng.shuffle(todo)
             gathered = defaultdict(list)
             self._reassign(todo)
+            log.debug("Assigned %d part-replicas", _count(dict(todo)))
             if not any(self.pw[d["id"]] < 0 for d in b._iter_devs()):
+                status = "Finished"
                 break
+        log.debug("%s rebalance plan after %d attempts", status, rounds)
         for dev in b._iter_devs():
             dev["parts"] = self.pc[dev["id"]]
             dev["parts_wanted"] = self.pw[dev["id"]]

@@ -467,3 +467,40 @@ def test_id_only_after_save(tmp_path):
         _ = b.id
     b.save(str(tmp_path / "x.builder"))
     assert len(b.id) == 32
+
+
+_DETERMINISM_SCRIPT = """
+import hashlib
+from swiftlite.ring.builder import RingBuilder
+b = RingBuilder(9, 2.5, 1)
+for i in range(18):
+    b.add_dev({'region': i % 2 + 1, 'zone': i % 3, 'ip': 'host-%d.example' % (i % 5),
+               'port': 6200, 'device': 'd%d' % i, 'weight': 100 + (i % 4) * 37})
+b.set_overload(0.05)
+b.rebalance(seed=3)
+b.remove_dev(4)
+b.add_dev({'region': 2, 'zone': 9, 'ip': 'n', 'port': 1, 'device': 'x', 'weight': 300})
+b.pretend_min_part_hours_passed()
+b.rebalance(seed=4)
+print(hashlib.md5(b''.join(r.tobytes() for r in b._replica2part2dev)).hexdigest())
+"""
+
+
+def test_same_seed_same_ring_across_processes():
+    """No dependence on str hash randomization (set/dict order of tier names)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        res = subprocess.run(
+            [sys.executable, "-c", _DETERMINISM_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outs.add(res.stdout.strip())
+    assert len(outs) == 1
