@@ -504,3 +504,19 @@ def test_same_seed_same_ring_across_processes():
         )
         outs.add(res.stdout.strip())
     assert len(outs) == 1
+
+
+@pytest.mark.parametrize("path", [[3, 2.5, 2.25, 4, 1], [1.5, 3.25, 3]])
+def test_replica_count_changes_keep_the_ring_valid(path):
+    b = make_builder(10, path[0], zoned_layout(4, 2, 2))
+    b.rebalance(seed=1)
+    for replicas in path[1:]:
+        b.set_replicas(replicas)
+        b.pretend_min_part_hours_passed()
+        b.rebalance(seed=2)
+        assert_fully_assigned(b)
+        assert b.dispersion == 0
+    for _ in range(2):
+        b.pretend_min_part_hours_passed()
+        b.rebalance(seed=3)
+    assert b.get_balance() < 1.0
