@@ -22,9 +22,9 @@ from swiftlite.common.hashing import hash_path, storage_directory
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.container.merge import update_new_item_from_existing
 from swiftlite.container.records import meta_timestamp
+from swiftlite.container.schema import V1_SQL, add_expires, adopt_swift_db
 from swiftlite.db.broker import DatabaseBroker
-from swiftlite.db.chexor import ZERO_HASH
-from swiftlite.db.schema import Migration, no_update_trigger_sql
+from swiftlite.db.schema import Migration
 
 DATADIR = "containers"
 # SQLite's default cap on bound parameters per statement.
@@ -35,80 +35,6 @@ CONTAINER_LISTING_LIMIT = 10000
 RESERVED_BYTE = "\x00"
 # The next code point after the largest legal one: used as "no upper bound".
 _MAX_CHAR = "\U0010ffff"
-
-POLICY_STAT_SQL = """
-CREATE TABLE policy_stat (
-    storage_policy_index INTEGER PRIMARY KEY,
-    object_count INTEGER DEFAULT 0,
-    bytes_used INTEGER DEFAULT 0
-);
-"""
-
-OBJECT_TABLE_V1_SQL = """
-CREATE TABLE object (
-    ROWID INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT,
-    created_at TEXT,
-    size INTEGER,
-    content_type TEXT,
-    etag TEXT,
-    deleted INTEGER DEFAULT 0,
-    storage_policy_index INTEGER DEFAULT 0
-);
-CREATE INDEX ix_object_deleted_name ON object (deleted, name);
-CREATE TRIGGER object_insert AFTER INSERT ON object
-BEGIN
-    INSERT OR IGNORE INTO policy_stat (storage_policy_index, object_count, bytes_used)
-        VALUES (new.storage_policy_index, 0, 0);
-    UPDATE policy_stat
-    SET object_count = object_count + (1 - new.deleted),
-        bytes_used = bytes_used + new.size
-    WHERE storage_policy_index = new.storage_policy_index;
-    UPDATE container_stat SET hash = chexor(hash, new.name, new.created_at);
-END;
-CREATE TRIGGER object_delete AFTER DELETE ON object
-BEGIN
-    UPDATE policy_stat
-    SET object_count = object_count - (1 - old.deleted),
-        bytes_used = bytes_used - old.size
-    WHERE storage_policy_index = old.storage_policy_index;
-    UPDATE container_stat SET hash = chexor(hash, old.name, old.created_at);
-END;
-""" + no_update_trigger_sql("object")
-
-EXPIRES_SQL = """
-ALTER TABLE object ADD COLUMN expires INTEGER DEFAULT NULL;
-CREATE INDEX ix_object_expires ON object (expires) WHERE expires IS NOT NULL;
-"""
-
-CONTAINER_STAT_SQL = f"""
-CREATE TABLE container_stat (
-    account TEXT,
-    container TEXT,
-    created_at TEXT,
-    put_timestamp TEXT DEFAULT '0',
-    delete_timestamp TEXT DEFAULT '0',
-    reported_put_timestamp TEXT DEFAULT '0',
-    reported_delete_timestamp TEXT DEFAULT '0',
-    reported_object_count INTEGER DEFAULT 0,
-    reported_bytes_used INTEGER DEFAULT 0,
-    hash TEXT DEFAULT '{ZERO_HASH}',
-    id TEXT,
-    status TEXT DEFAULT '',
-    status_changed_at TEXT DEFAULT '0',
-    metadata TEXT DEFAULT '',
-    x_container_sync_point1 INTEGER DEFAULT -1,
-    x_container_sync_point2 INTEGER DEFAULT -1,
-    storage_policy_index INTEGER DEFAULT 0,
-    reconciler_sync_point INTEGER DEFAULT -1
-);
-"""
-
-
-def _add_expires(conn: sqlite3.Connection) -> None:
-    for stmt in EXPIRES_SQL.strip().split(";"):
-        if stmt.strip():
-            conn.execute(stmt)
 
 
 def _next_char(ch: str) -> str | None:
@@ -138,7 +64,7 @@ class ContainerBroker(DatabaseBroker):
     delete_meta_whitelist: ClassVar[frozenset[str]] = frozenset()
     #: v1: Swift's object table; v2: + expires column and its partial index.
     SCHEMA_VERSION: ClassVar[int] = 2
-    MIGRATIONS: ClassVar[Mapping[int, Migration]] = {1: _add_expires}
+    MIGRATIONS: ClassVar[Mapping[int, Migration]] = {0: adopt_swift_db, 1: add_expires}
 
     def __init__(self, db_file: str, **kwargs: Any) -> None:
         super().__init__(db_file, **kwargs)
@@ -160,12 +86,12 @@ class ContainerBroker(DatabaseBroker):
         if self.account is None or self.container is None:
             raise ValueError("account and container are needed to create a container DB")
         policy_index = int(kwargs.get("storage_policy_index") or 0)
-        conn.executescript(POLICY_STAT_SQL + OBJECT_TABLE_V1_SQL + CONTAINER_STAT_SQL)
+        conn.executescript(V1_SQL)
         if self.SCHEMA_VERSION >= 2:
-            _add_expires(conn)
+            add_expires(conn)
         conn.execute("INSERT INTO policy_stat (storage_policy_index) VALUES (?)", (policy_index,))
         conn.execute(
-            "INSERT INTO container_stat (account, container, created_at, id, put_timestamp, "
+            "INSERT INTO container_info (account, container, created_at, id, put_timestamp, "
             "status_changed_at, storage_policy_index) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 self.account,
@@ -178,6 +104,13 @@ class ContainerBroker(DatabaseBroker):
             ),
         )
         self._storage_policy_index = policy_index
+
+    def _newid(self, conn: sqlite3.Connection) -> None:
+        # A copied-in DB has reported nothing to the account from here yet.
+        conn.execute(
+            "UPDATE container_info SET reported_put_timestamp = 0, "
+            "reported_delete_timestamp = 0, reported_object_count = 0, reported_bytes_used = 0"
+        )
 
     # -- pending records --------------------------------------------------
 
@@ -372,9 +305,9 @@ class ContainerBroker(DatabaseBroker):
         return int(count), int(size)
 
     def _info_from(self, conn: sqlite3.Connection, now: float) -> dict[str, Any]:
-        row = conn.execute("SELECT * FROM container_stat").fetchone()
+        row = conn.execute("SELECT * FROM container_info").fetchone()
         if row is None:
-            self.quarantine("missing row in container_stat table")
+            self.quarantine("missing row in container_info table")
         info = dict(zip(row.keys(), tuple(row), strict=True))
         info.pop("metadata", None)
         policy = int(info["storage_policy_index"])
@@ -425,7 +358,7 @@ class ContainerBroker(DatabaseBroker):
     def storage_policy_index(self) -> int:
         if self._storage_policy_index is None:
             with self.get() as conn:
-                row = conn.execute("SELECT storage_policy_index FROM container_stat").fetchone()
+                row = conn.execute("SELECT storage_policy_index FROM container_info").fetchone()
             self._storage_policy_index = int(row[0])
         return self._storage_policy_index
 
@@ -437,7 +370,7 @@ class ContainerBroker(DatabaseBroker):
                 (policy_index,),
             )
             conn.execute(
-                "UPDATE container_stat SET storage_policy_index = ?, "
+                "UPDATE container_info SET storage_policy_index = ?, "
                 "status_changed_at = MAX(?, status_changed_at) WHERE storage_policy_index <> ?",
                 (policy_index, timestamp, policy_index),
             )
@@ -465,7 +398,7 @@ class ContainerBroker(DatabaseBroker):
         """Remember what the container updater last told the account."""
         with self.get() as conn:
             conn.execute(
-                "UPDATE container_stat SET reported_put_timestamp = ?, "
+                "UPDATE container_info SET reported_put_timestamp = ?, "
                 "reported_delete_timestamp = ?, reported_object_count = ?, "
                 "reported_bytes_used = ?",
                 (put_timestamp, delete_timestamp, object_count, bytes_used),
@@ -476,7 +409,7 @@ class ContainerBroker(DatabaseBroker):
             return
         with self.get() as conn:
             conn.execute(
-                "UPDATE container_stat SET x_container_sync_point1 = ?, x_container_sync_point2 = ?",
+                "UPDATE container_info SET x_container_sync_point1 = ?, x_container_sync_point2 = ?",
                 (sync_point1, sync_point2),
             )
 

@@ -303,9 +303,20 @@ class DatabaseBroker:
             raise DatabaseConnectionError(self.db_file, "commits not accepted")
         entries = [self.make_tuple_for_pending(r) for r in records]
         with pending.lock_dir(self.db_dir, self.pending_timeout):
+            self._set_aside_foreign_pending()
             size = pending.append_entries(self.pending_file, entries, self.fsync_pending)
             if size > pending.PENDING_CAP:
                 self._commit_puts()
+
+    def _set_aside_foreign_pending(self) -> None:
+        """A pending file Swift wrote (pickles) is moved aside, never mixed with ours."""
+        foreign = pending.set_aside_foreign(self.pending_file)
+        if foreign:
+            self.logger.error(
+                "Pending file %s is in Swift's pickled format; moved to %s unread",
+                self.pending_file,
+                foreign,
+            )
 
     def _commit_puts(self, item_list: list[dict[str, Any]] | None = None) -> None:
         """Merge the pending file (plus ``item_list``) into the DB, then empty it.
@@ -315,6 +326,7 @@ class DatabaseBroker:
         means the same entries are merged again, which changes nothing.
         """
         items: list[dict[str, Any]] = list(item_list or [])
+        self._set_aside_foreign_pending()
         had_pending = pending.pending_size(self.pending_file) > 0
         if had_pending:
             for entry in pending.read_entries(self.pending_file):

@@ -93,6 +93,29 @@ def append_entries(path: str, entries: list[list[Any]], fsync: bool) -> int:
         os.close(fd)
 
 
+def set_aside_foreign(path: str) -> str | None:
+    """Move a pending file in Swift's pickled format out of the way.
+
+    Swift writes ``:<base64 pickle>`` records; swiftlite never unpickles, and
+    must not truncate updates it cannot read either. The file is renamed to
+    ``<pending>.swift`` (drain it with Swift's broker) and its new name returned.
+    """
+    try:
+        with open(path, "rb") as fp:
+            first = fp.read(1)
+    except FileNotFoundError:
+        return None
+    if first != b":":
+        return None
+    target = path + ".swift"
+    n = 0
+    while os.path.exists(target):
+        n += 1
+        target = f"{path}.swift.{n}"
+    os.rename(path, target)
+    return target
+
+
 def read_entries(path: str) -> list[list[Any]]:
     """Decode every complete, valid line of the pending file (caller holds the lock)."""
     try:

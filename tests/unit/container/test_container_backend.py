@@ -428,3 +428,63 @@ def test_many_threads_lose_no_update(broker: ContainerBroker) -> None:
         t.join()
     info = broker.get_info()
     assert (info["object_count"], info["bytes_used"]) == (320, 320)
+
+
+def test_swift_broker_reads_a_swiftlite_db(broker: ContainerBroker) -> None:
+    for i in range(5):
+        broker.put_object(f"o{i}", ts(2 + i), 10, "t/p", "e")
+    ours = broker.get_info()
+    broker.close()
+    swift = SwiftBroker(broker.db_file, account="a", container="c")
+    theirs = swift.get_info()
+    for key in ("object_count", "bytes_used", "hash", "put_timestamp", "id", "status_changed_at"):
+        assert theirs[key] == ours[key], key
+    assert [r[0] for r in swift.list_objects_iter(10, "", "", None, None)] == [
+        f"o{i}" for i in range(5)
+    ]
+    swift.put_object("x", ts(20), 1, "t/p", "e")
+    swift.get_info()
+    assert ContainerBroker(broker.db_file).get_info()["object_count"] == 6
+
+
+def test_swiftlite_adopts_a_swift_db(tmp_path: Any) -> None:
+    path = ContainerBroker.db_path(str(tmp_path), "sda", "0", "a", "c")
+    os.makedirs(os.path.dirname(path))
+    swift = SwiftBroker(path, account="a", container="c")
+    swift.initialize(ts(1), 1)
+    for i in range(4):
+        swift.put_object(f"o{i}", ts(2 + i), 10, "t/p", "e", storage_policy_index=1)
+    swift.update_metadata({"X-Container-Meta-A": ("b", ts(3))})
+    want = swift.get_info()
+    swift.close() if hasattr(swift, "close") else None
+    ours = ContainerBroker(path)
+    info = ours.get_info()
+    for key in ("object_count", "bytes_used", "hash", "storage_policy_index", "id"):
+        assert info[key] == want[key], key
+    assert ours.metadata == {"X-Container-Meta-A": ["b", ts(3)]}
+    with ours.get() as conn:
+        assert get_schema_version(conn) == 2
+    ours.put_object("exp", ts(9), 5, "t/p", "e", storage_policy_index=1, expires=100)
+    assert ours.get_info(now=50)["object_count"] == 5
+    assert ours.get_info(now=100)["object_count"] == 4
+
+
+def test_swift_pickled_pending_file_is_set_aside(broker: ContainerBroker) -> None:
+    with open(broker.pending_file, "wb") as fp:
+        fp.write(b":gAJ9cQAu:gAJ9cQAu")  # Swift's format; never unpickled here
+    broker.put_object("o", ts(2), 1, "t/p", "e")
+    assert [r["name"] for r in broker.get_objects()] == ["o"]
+    with open(broker.pending_file + ".swift", "rb") as fp:
+        assert fp.read() == b":gAJ9cQAu:gAJ9cQAu"
+
+
+def test_refuses_foreign_layouts(tmp_path: Any) -> None:
+    from swiftlite.db.schema import SchemaError
+
+    path = str(tmp_path / "x.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE object (name TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaError):
+        ContainerBroker(path).get_info()
