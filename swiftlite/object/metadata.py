@@ -192,6 +192,7 @@ def write_metadata(
     ENOSPC/EDQUOT.
     """
     blob = encode_metadata(metadata)
+    checksum = _checksum(blob)
     try:
         if data_end is None:
             data_end = _existing_data_end(fd)
@@ -199,17 +200,20 @@ def write_metadata(
         if inline:
             try:
                 _write_inline(fd, blob, chunk_size, fresh)
+                os.setxattr(fd, CHECKSUM_KEY, checksum)
             except OSError as exc:
                 if exc.errno not in _XATTR_FULL:
                     raise
-                # The xattr block is full (ext4): keep the blob in the tail.
+                # The xattr space is full (ext4): free what the partial
+                # record took, then keep the blob in the tail instead.
                 inline = False
+                _remove_chunks_from(fd, 0)
         if not inline:
             _write_tail(fd, blob, data_end)
+            os.setxattr(fd, CHECKSUM_KEY, checksum)
         elif not fresh and os.fstat(fd).st_size > data_end:
             # A rewrite that shrinks back to inline drops the old tail.
             os.ftruncate(fd, data_end)
-        os.setxattr(fd, CHECKSUM_KEY, _checksum(blob))
     except OSError as exc:
         _raise_for(exc, "metadata")
 

@@ -7,6 +7,8 @@ import json
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from swiftlite.object import metadata as md
 from swiftlite.object.diskfile_exceptions import DiskFileBadMetadata, DiskFileNoSpace
@@ -203,3 +205,62 @@ def test_real_xattr_exhaustion_falls_back_to_tail(tmp_path):
     assert md.read_metadata_and_length(path) == (meta, 4)
     if _fs_type(str(tmp_path)) == "ext4":
         assert b'"tail"' in os.getxattr(path, md.METADATA_KEY)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    meta=st.dictionaries(st.text(max_size=40), st.text(max_size=300), max_size=30),
+    data=st.binary(max_size=64),
+    chunk=st.sampled_from([7, 254, 65536]),
+    limit=st.sampled_from([0, 100, md.INLINE_LIMIT]),
+    rewrite=st.booleans(),
+)
+def test_roundtrip_property(tmp_path, meta, data, chunk, limit, rewrite):
+    path = str(tmp_path / "prop")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for name in os.listxattr(fd):
+            os.removexattr(fd, name)
+        os.write(fd, data)
+        if rewrite:
+            # An earlier, different record must not leak into the new one.
+            md.write_metadata(fd, {"old": "x" * 5000}, data_end=len(data))
+        md.write_metadata(fd, meta, data_end=len(data), chunk_size=chunk, inline_limit=limit)
+        assert md.read_metadata_and_length(fd) == (meta, len(data))
+        assert os.pread(fd, len(data), 0) == data
+    finally:
+        os.close(fd)
+
+
+def test_partial_inline_record_is_freed_before_tail(tmp_path):
+    """Many small chunks exhaust ext4's xattr block midway; the fallback must
+    first drop the chunks already written or the pointer itself won't fit."""
+    path, fd = _file(tmp_path, b"abc")
+    meta = {"name": "/a/c/o", "X-Object-Meta-Big": "b" * 2800}
+    md.write_metadata(fd, meta, data_end=3, chunk_size=7)
+    assert md.read_metadata_and_length(fd) == (meta, 3)
+    if _fs_type(str(tmp_path)) == "ext4":
+        assert b'"tail"' in os.getxattr(fd, md.METADATA_KEY)
+        assert md.METADATA_KEY + "1" not in os.listxattr(fd)
+    os.close(fd)
+
+
+def test_checksum_enospc_falls_back_too(tmp_path, monkeypatch):
+    path, fd = _file(tmp_path, b"abc")
+    real = os.setxattr
+    state = {"failed": False}
+
+    def fake(target, name, value, *a):
+        if name == md.CHECKSUM_KEY and not state["failed"]:
+            state["failed"] = True
+            raise OSError(errno.ENOSPC, "xattr block full")
+        return real(target, name, value, *a)
+
+    monkeypatch.setattr(os, "setxattr", fake)
+    md.write_metadata(fd, {"name": "/a/c/o"}, data_end=3)
+    monkeypatch.undo()
+    assert state["failed"]
+    assert md.read_metadata_and_length(path) == ({"name": "/a/c/o"}, 3)
+    os.close(fd)
