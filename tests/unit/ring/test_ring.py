@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import array
+import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -240,3 +242,56 @@ def test_holes_in_devs(tmp_path, secrets):
     assert ring.devs[7] is None
     assert ring.device_count == 7
     assert len(list(ring.get_more_nodes(3))) == 4
+
+
+async def _until(predicate, what: str) -> None:
+    """Wait for the watcher to act; the bound only stops a hung test."""
+    for _ in range(2000):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_watch_reloads_off_the_loop(tmp_path, secrets, caplog):
+    from blockbuster import blockbuster_ctx
+
+    path = _write(tmp_path / "w.ring.gz", _rows(6))
+    # reload_time=0 would stat on every lookup; the watcher turns that off.
+    ring = Ring(str(path), reload_time=0)
+    task = asyncio.create_task(ring.watch(interval=0.01))
+    try:
+        await asyncio.sleep(0)
+        with blockbuster_ctx("swiftlite"):
+            for i in range(200):
+                ring.get_nodes("a", "c", f"o{i}")
+                ring.get_part_nodes(i % 64)
+                list(ring.get_more_nodes(i % 64))
+                assert ring.devs
+        # A new file is picked up by the watcher.
+        _write(path, [array.array("H", [6 - r] * 64) for r in range(3)])
+        await _until(lambda: ring.get_part_nodes(0)[0]["id"] == 6, "reload")
+        # A broken file is logged and the loaded ring kept.
+        path.write_bytes(b"garbage")
+        with caplog.at_level("ERROR", logger="swiftlite.ring.ring"):
+            await _until(lambda: "could not reload ring" in caplog.text, "error log")
+        assert [n["id"] for n in ring.get_part_nodes(0)] == [6, 5, 4]
+        _write(path, _rows(6))
+        await _until(lambda: ring.get_part_nodes(0)[0]["id"] == 0, "recovery")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # Without a watcher, lookups check the file themselves again.
+    _write(path, [array.array("H", [5] * 64) for _ in range(3)])
+    assert ring.get_part_nodes(1)[0]["id"] == 5
+
+
+async def test_reload_async(tmp_path, secrets):
+    path = _write(tmp_path / "a.ring.gz", _rows(6))
+    ring = Ring(str(path))
+    assert await ring.reload_async() is False
+    _write(path, [array.array("H", [3] * 64) for _ in range(3)])
+    assert await ring.reload_async() is True
+    assert ring.get_part_nodes(0)[0]["id"] == 3
+    assert await ring.reload_async(force=True) is True
