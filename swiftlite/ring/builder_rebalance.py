@@ -81,10 +81,15 @@ class Rebalancer:
         self.kids = [sorted(k) for k in kids]
         # Current part counts from the table itself (robust against stale dicts).
         self.pc = [0] * n
+        # Slots naming a device that no longer exists (a hand-edited or
+        # damaged table) are reassigned like those of a removed device.
+        self.orphans: set[int] = set()
         for row in builder._replica2part2dev or []:
             for dev_id, count in Counter(row).items():
                 if dev_id < n and devs[dev_id] is not None:
                     self.pc[dev_id] += count
+                elif dev_id != self.none:
+                    self.orphans.add(dev_id)
         self.pw = [0] * n
         drain = -int(self.parts * builder.replicas)
         for dev in builder._iter_devs():
@@ -220,7 +225,7 @@ class Rebalancer:
 
     def _gather_from_removed(self, gathered: dict[int, list[int]]) -> None:
         """Everything on a removed device moves, min_part_hours or not."""
-        ids = {d["id"] for d in self.b._remove_devs if self.pc[d["id"]]}
+        ids = {d["id"] for d in self.b._remove_devs if self.pc[d["id"]]} | self.orphans
         if not ids:
             return
         none = self.none
@@ -228,7 +233,8 @@ class Rebalancer:
             for part in [p for p, d in enumerate(row) if d in ids]:
                 d = row[part]
                 row[part] = none
-                self.pc[d] -= 1
+                if d not in self.orphans:
+                    self.pc[d] -= 1
                 self.moved[part] = 1
                 self.lpm[part] = 0
                 gathered[part].append(replica)

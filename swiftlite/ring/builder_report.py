@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import socket
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +58,8 @@ def build_dispersion_graph(
     width = int(-(-replicas // 1))
     if not rows:
         return {}, 0
-    server_of: dict[int, int] = {none_dev_id: -1}
+    # Unassigned slots, and ids of devices that no longer exist, count nowhere.
+    server_of: defaultdict[int, int] = defaultdict(lambda: -1)
     servers: list[tuple[Tier, Tier, Tier]] = []
     server_ids: dict[Tier, int] = {}
     dev_tier: dict[int, Tier] = {}
@@ -105,7 +106,8 @@ def build_dispersion_graph(
     appearances: Counter[int] = Counter()
     for row in rows:
         appearances.update(row)
-    appearances.pop(none_dev_id, None)
+    for dev_id in [d for d in appearances if d not in dev_tier]:
+        del appearances[dev_id]
     for dev_id, n in appearances.items():
         bump(dev_tier[dev_id], 1, n)
 
@@ -117,14 +119,14 @@ def build_dispersion_graph(
     if shared:
         for part, key in enumerate(keys):
             if key in shared:
-                devs = [r[part] for r in rows if part < len(r) and r[part] != none_dev_id]
+                devs = [r[part] for r in rows if part < len(r) and r[part] in dev_tier]
                 if len(set(devs)) < len(devs):
                     special.add(part)
     if capped:
         for row in rows:
             special.update(p for p, d in enumerate(row) if d in capped)
     for part in special:
-        held = Counter(r[part] for r in rows if part < len(r) and r[part] != none_dev_id)
+        held = Counter(r[part] for r in rows if part < len(r) and r[part] in dev_tier)
         dev_excess = 0
         for dev_id, n in held.items():
             tier = dev_tier[dev_id]

@@ -520,3 +520,17 @@ def test_replica_count_changes_keep_the_ring_valid(path):
         b.pretend_min_part_hours_passed()
         b.rebalance(seed=3)
     assert b.get_balance() < 1.0
+
+
+def test_slots_on_vanished_devices_are_reassigned():
+    b = make_builder(6, 3, zoned_layout(3, 2, 1))
+    b.rebalance(seed=1)
+    rows = b._replica2part2dev
+    gone = rows[0][7]
+    rows[0][7] = 500  # no such device
+    b.devs[gone]["parts"] -= 1
+    with pytest.raises(RingValidationError):
+        b.validate()
+    b._build_dispersion_graph()  # still measurable
+    b.rebalance(seed=2)
+    assert_fully_assigned(b)
