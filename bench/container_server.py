@@ -103,17 +103,22 @@ def prefill_worker(system: str, db_file: str, start: int, end: int) -> None:
         broker.merge_items(items)
 
 
-def prefill(system: str, devices: str, start: int, end: int) -> float:
-    """Add prefill rows ``start..end-1`` to the container's DB; return seconds taken."""
+def start_prefill(system: str, devices: str, start: int, end: int) -> subprocess.Popen[str]:
+    """Start adding prefill rows ``start..end-1`` to the container's DB in a child process."""
     dbs = glob.glob(os.path.join(devices, h.DEVICE, "containers", "*", "*", "*", "*.db"))
     if len(dbs) != 1:
         raise h.ServerFailed(f"{system}: expected one container DB, found {dbs}")
-    t0 = time.monotonic()
     argv = [sys.executable, os.path.abspath(__file__), "--prefill-worker", system, dbs[0]]
-    res = subprocess.run([*argv, str(start), str(end)], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise h.ServerFailed(f"{system}: prefill failed: {res.stderr.strip()[-1500:]}")
-    return time.monotonic() - t0
+    return subprocess.Popen(
+        [*argv, str(start), str(end)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish_prefill(system: str, proc: subprocess.Popen[str]) -> bool:
+    _out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise h.ServerFailed(f"{system}: prefill failed: {err.strip()[-1500:]}")
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -233,8 +238,8 @@ def guarded(report: dict[str, Any], sys_: System, what: str, fn: Callable[[], An
 
 def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, Any]:
     levels = LEVELS_QUICK if args.quick else LEVELS_FULL
-    n_upd = args.updates or (300 if args.quick else 5000)
-    reps = 3 if args.quick else 15
+    n_upd = args.updates or (300 if args.quick else 3000)
+    reps = 3 if args.quick else 10
     report: dict[str, Any] = {
         "storage": kind,
         "levels": levels,
@@ -275,18 +280,31 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                     report, sys_, "container PUT", lambda s=sys_: h.run(create_container(s.url))
                 )
             for level in levels:
+                # Both systems prefill at once (setup only, not measured).
+                t0 = time.monotonic()
+                jobs: dict[str, subprocess.Popen[str]] = {}
                 for s in systems.values():
                     if s.failed or level <= s.prefilled:
                         continue
-                    t = guarded(
+                    job = guarded(
                         report,
                         s,
                         f"prefill to {level}",
-                        lambda s=s, level=level: prefill(s.name, s.devices, s.prefilled, level),
+                        lambda s=s, level=level: start_prefill(
+                            s.name, s.devices, s.prefilled, level
+                        ),
                     )
-                    if t is None:
+                    if job is not None:
+                        jobs[s.name] = job
+                for name, job in jobs.items():
+                    s = systems[name]
+                    if not guarded(
+                        report, s, f"prefill to {level}", lambda n=name, j=job: finish_prefill(n, j)
+                    ):
                         continue
-                    report["prefill_s"].setdefault(s.name, {})[str(level)] = round(t, 1)
+                    report["prefill_s"].setdefault(name, {})[str(level)] = round(
+                        time.monotonic() - t0, 1
+                    )
                     s.prefilled = level
                     count = guarded(report, s, "HEAD", lambda s=s: h.run(head_count(s.url))[0])
                     expect = s.prefilled + s.updated
@@ -294,7 +312,12 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                         s.failed = f"after prefill HEAD says {count} objects, expected {expect}"
                         report["failed"][s.name] = s.failed
                         print(f"!! {s.name}: {s.failed}", flush=True)
-                    print(f"   {kind}: {s.name} prefilled to {level} rows in {t:.1f}s", flush=True)
+                if jobs:
+                    print(
+                        f"   {kind}: prefilled {', '.join(jobs)} to {level:,} rows in "
+                        f"{time.monotonic() - t0:.1f}s (both at once)",
+                        flush=True,
+                    )
                 per_sys: dict[str, list[dict[str, Any]]] = {}
                 for i, name in enumerate(order(args.rounds)):
                     s = systems[name]
@@ -343,7 +366,7 @@ def ceiling(args: argparse.Namespace) -> dict[str, Any] | None:
     proc = h.ceiling_server(h.free_port(), os.path.join(args.logs, "ceiling.log"))
     try:
         proc.start()
-        res = h.run(updates(f"http://127.0.0.1:{proc.port}", args.updates or 5000, "ceiling"))
+        res = h.run(updates(f"http://127.0.0.1:{proc.port}", args.updates or 3000, "ceiling"))
     except (h.ServerFailed, aiohttp.ClientError, OSError) as exc:
         print(f"!! ceiling server failed: {exc}", flush=True)
         return None
