@@ -91,6 +91,14 @@ _DATAFILE_ONLY = frozenset({"content-length", "deleted", "etag", "x-static-large
 _SYSMETA_PREFIX = "x-object-sysmeta-"
 
 
+def _partition(value: int | str) -> str:
+    """A partition as its directory name; anything but digits could escape the tree."""
+    text = str(value)
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(f"invalid partition {value!r}")
+    return text
+
+
 def _datafile_only(key: str) -> bool:
     low = key.lower()
     return low in _DATAFILE_ONLY or low.startswith(_SYSMETA_PREFIX)
@@ -128,7 +136,7 @@ class DiskFileManager:
         return path
 
     def partition_path(self, device: str, partition: int | str, policy_index: int = 0) -> str:
-        return os.path.join(self.device_path(device), data_dir(policy_index), str(partition))
+        return os.path.join(self.device_path(device), data_dir(policy_index), _partition(partition))
 
     def async_pending_path(
         self, device: str, name_hash: str, timestamp: Timestamp | str, policy_index: int = 0
@@ -158,7 +166,7 @@ class DiskFileManager:
         return DiskFile(
             self,
             self.device_path(device),
-            str(partition),
+            _partition(partition),
             name_hash,
             policy_index,
             name=f"/{account}/{container}/{obj}",
@@ -169,7 +177,9 @@ class DiskFileManager:
     ) -> DiskFile:
         """A DiskFile known only by its hash (replication, audit); open() checks
         that the stored name hashes back to it instead of comparing names."""
-        return DiskFile(self, self.device_path(device), str(partition), name_hash, policy_index)
+        return DiskFile(
+            self, self.device_path(device), _partition(partition), name_hash, policy_index
+        )
 
     # -- partitions ---------------------------------------------------------
 

@@ -546,3 +546,11 @@ def test_suffix_path_is_a_file_gives_not_exist_not_500(mgr):
         fh.write(b"junk")
     with pytest.raises(DiskFileNotExist):
         df.open()
+
+
+@pytest.mark.parametrize("part", ["..", "1/../2", "-1", "", "\u0663"])
+def test_bad_partition_refused(mgr, part):
+    with pytest.raises(ValueError):
+        mgr.get_diskfile("sda", part, "a", "c", "o")
+    with pytest.raises(ValueError):
+        mgr.partition_path("sda", part)
