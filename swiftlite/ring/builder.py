@@ -548,6 +548,58 @@ class RingBuilder:
                     dev["parts"] += n
         return builder
 
+    # -- partition power increase (Swift's three steps) ----------------------------
+
+    def prepare_increase_partition_power(self) -> bool:
+        """Announce part_power + 1 so servers can start linking objects to
+        their future partitions.  False if an increase is already under way."""
+        if self.next_part_power:
+            return False
+        self.next_part_power = self.part_power + 1
+        self.version += 1
+        return True
+
+    def increase_partition_power(self) -> bool:
+        """Split every partition in two, both halves on the old devices
+        (old part p becomes 2p and 2p+1), so no data moves."""
+        if not self.next_part_power or self.next_part_power != self.part_power + 1:
+            return False
+        doubled = []
+        for row in self._replica2part2dev or []:
+            new = array(row.typecode, bytes(2 * len(row) * row.itemsize))
+            new[0::2] = row
+            new[1::2] = row
+            doubled.append(new)
+        if self._replica2part2dev is not None:
+            self._replica2part2dev = doubled
+        for dev in self._iter_devs():
+            dev["parts"] *= 2
+        moves = bytearray(2 * len(self._last_part_moves))
+        moves[0::2] = self._last_part_moves
+        moves[1::2] = self._last_part_moves
+        self._last_part_moves = moves
+        self.part_power = self.next_part_power
+        self.parts *= 2
+        self.version += 1
+        self._ring = None
+        return True
+
+    def cancel_increase_partition_power(self) -> bool:
+        """Abandon a prepared increase (a cleanup and finish are still needed)."""
+        if not self.next_part_power or self.next_part_power != self.part_power + 1:
+            return False
+        self.next_part_power = self.part_power
+        self.version += 1
+        return True
+
+    def finish_increase_partition_power(self) -> bool:
+        """Close an increase once the old object locations are cleaned up."""
+        if self.next_part_power and self.next_part_power == self.part_power:
+            self.next_part_power = None
+            self.version += 1
+            return True
+        return False
+
     # -- persistence -------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

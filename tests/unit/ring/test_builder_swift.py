@@ -243,3 +243,35 @@ def test_dispersion_graph_with_duplicate_replicas_matches_swift(layout):
     assert b.dispersion > 0
     assert sb.dispersion == pytest.approx(b.dispersion)
     assert sb._dispersion_graph == b._dispersion_graph
+
+
+@pytest.mark.parametrize("replicas", [3, 2.5])
+def test_partition_power_increase_matches_swift(replicas):
+    b = make_builder(8, replicas, zoned_layout(3, 2, 1))
+    b.rebalance(seed=1)
+    sb = as_swift(b)
+    for x in (b, sb):
+        assert x.increase_partition_power() is False
+        assert x.finish_increase_partition_power() is False
+        assert x.prepare_increase_partition_power() is True
+        assert x.prepare_increase_partition_power() is False
+        assert x.increase_partition_power() is True
+        assert x.part_power == 9 and x.parts == 512
+        assert x.next_part_power == 9
+    assert snapshot(b) == [list(r) for r in sb._replica2part2dev]
+    assert list(b._last_part_moves) == list(sb._last_part_moves)
+    assert [d["parts"] for d in b.devs] == [d["parts"] for d in sb.devs]
+    assert b.version == sb.version
+    b.validate()
+    for x in (b, sb):
+        assert x.cancel_increase_partition_power() is False
+        assert x.finish_increase_partition_power() is True
+        assert x.next_part_power is None
+    # Cancel path.
+    assert b.prepare_increase_partition_power()
+    assert b.cancel_increase_partition_power()
+    assert b.next_part_power == b.part_power
+    assert b.finish_increase_partition_power()
+    b.pretend_min_part_hours_passed()
+    b.rebalance(seed=2)
+    b.validate()
