@@ -42,6 +42,8 @@ HASH_INVALIDATIONS_FILE = "hashes.invalid"
 LOCK_FILE = ".lock"
 HASHES_VERSION = 1
 _HEX = frozenset("0123456789abcdef")
+_HASH_TMP_PREFIX = f".{HASH_FILE}."
+_STALE_TMP_AGE = 3600.0
 
 
 def valid_suffix(value: object) -> bool:
@@ -128,7 +130,7 @@ def write_hashes(partition_dir: str, valid: bool, hashes: dict[str, str | None])
     doc = {"version": HASHES_VERSION, "valid": valid, "updated": updated, "hashes": hashes}
     data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("ascii")
     final = os.path.join(partition_dir, HASH_FILE)
-    tmp = os.path.join(partition_dir, f".{HASH_FILE}.{uuid.uuid4().hex}")
+    tmp = os.path.join(partition_dir, f"{_HASH_TMP_PREFIX}{uuid.uuid4().hex}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         try:
@@ -293,6 +295,8 @@ def _get_hashes(
             for name in os.listdir(partition_dir):
                 if valid_suffix(name):
                     hashes.setdefault(name, None)
+                elif name.startswith(_HASH_TMP_PREFIX):
+                    _remove_if_stale(os.path.join(partition_dir, name))
             modified = True
         for suffix in recalculate:
             hashes[suffix] = None
@@ -311,6 +315,15 @@ def _get_hashes(
                 write_hashes(partition_dir, True, hashes)
                 return {k: v for k, v in hashes.items() if v}
     raise PartitionLockTimeout(f"{partition_dir}: hashes kept changing")
+
+
+def _remove_if_stale(path: str) -> None:
+    """Drop a hashes.json temp file left by a writer that crashed."""
+    try:
+        if time.time() - os.lstat(path).st_mtime > _STALE_TMP_AGE:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -327,3 +327,15 @@ def test_rehash_racing_a_put_does_not_hide_the_new_file(mgr, monkeypatch):
     del writer_mod
     want = hashlib.md5((ts(2).internal + ".data").encode()).hexdigest()
     assert mgr.get_hashes("sda", 3) == {df.name_hash[-3:]: want}
+
+
+def test_stale_hashes_temp_files_swept_on_listdir(tmp_path):
+    part = tmp_path / "objects" / "0"
+    part.mkdir(parents=True)
+    stale = part / ".hashes.json.deadbeef"
+    fresh = part / ".hashes.json.cafe"
+    stale.write_bytes(b"{")
+    fresh.write_bytes(b"{")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assert h.get_hashes(str(part), do_listdir=True) == {}
+    assert not stale.exists() and fresh.exists()
