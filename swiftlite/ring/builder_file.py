@@ -105,10 +105,23 @@ def decode_builder(doc: dict[str, Any], path: str = "<builder>") -> dict[str, An
     return data
 
 
+def _file_mode(path: str) -> int:
+    """Keep an existing file's mode; a new file gets what open() would give it
+    (mkstemp's private 0600 would hide the builder from other operators)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _write_atomically(path: str, body: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".builder")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fp:
             fp.write(body)
             fp.flush()

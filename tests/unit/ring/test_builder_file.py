@@ -212,3 +212,17 @@ def test_four_byte_device_ids(tmp_path):
     loaded.validate()
     assert len(loaded.devs) == 2
     assert loaded.dev_id_bytes == 2 and loaded._replica2part2dev[0].typecode == "H"
+
+
+def test_file_modes(tmp_path):
+    b = built()
+    path = tmp_path / "object.builder"
+    old = os.umask(0o022)
+    try:
+        b.save(str(path))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    os.chmod(path, 0o640)
+    b.save(str(path))
+    assert path.stat().st_mode & 0o777 == 0o640
