@@ -261,6 +261,7 @@ _PARAM_RE = re.compile(
 
 
 _EPOCH = datetime.date(1970, 1, 1)
+_EXACT_BELOW = 2**32
 
 
 @functools.lru_cache(maxsize=4096)
@@ -272,22 +273,30 @@ def last_modified(timestamp: str | Timestamp) -> str:
     """``Timestamp(timestamp).isoformat``, without datetime work per row.
 
     A listing formats up to 10,000 of these; the date part is cached per day
-    and the rest is integer arithmetic, on the same float value Swift uses (so
-    the last microsecond digit matches Swift's even where the float is off).
+    and the rest is integer arithmetic. Past 2**32 s the float value Swift uses
+    is computed as Swift does, so the last microsecond digit matches Swift's
+    even where the float is off.
     """
     if isinstance(timestamp, str) and len(timestamp) >= 16 and timestamp[10:11] == ".":
         normal = timestamp[:16]
     else:
         normal = Timestamp(timestamp).normal
-    frac, whole = math.modf(float(normal))
-    micros = round(frac * 1e6)
-    if micros >= 1000000:
-        whole += 1
-        micros -= 1000000
-    elif micros < 0:
-        whole -= 1
-        micros += 1000000
-    days, secs = divmod(int(whole), 86400)
+    whole = int(normal[:10])
+    if whole < _EXACT_BELOW:
+        # Below 2**32 s a double resolves 1 µs, so Swift's float arithmetic
+        # gives exactly the digits of the string.
+        micros = int(normal[11:16]) * 10
+    else:
+        frac, fwhole = math.modf(float(normal))
+        whole = int(fwhole)
+        micros = round(frac * 1e6)
+        if micros >= 1000000:
+            whole += 1
+            micros -= 1000000
+        elif micros < 0:
+            whole -= 1
+            micros += 1000000
+    days, secs = divmod(whole, 86400)
     hours, rest = divmod(secs, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{_iso_date(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}"

@@ -390,3 +390,12 @@ def test_last_modified_matches_swift(raw: int, offset: int) -> None:
     assert listing.last_modified(ts.internal) == expected
     assert listing.last_modified(ts) == expected
     assert listing.last_modified(ts.normal) == expected
+
+
+@pytest.mark.parametrize("whole", [0, 1700000000, 2**31, 2**32 - 1, 2**32, 9999999999])
+def test_last_modified_every_fraction_of_a_second(whole: int) -> None:
+    """The integer fast path must agree with Swift's float arithmetic for every
+    fraction, including the last second where a double still resolves 1 µs."""
+    for frac in range(0, 100000, 7 if whole in (2**32 - 1, 2**32) else 997):
+        internal = f"{whole:010d}.{frac:05d}"
+        assert listing.last_modified(internal) == SwiftTimestamp(internal).isoformat, internal
