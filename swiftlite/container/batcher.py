@@ -22,14 +22,17 @@ BatchRunner = Callable[[list[Any]], Awaitable[None]]
 @dataclass
 class _Queue:
     items: list[tuple[Any, asyncio.Future[None]]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class PendingBatcher:
     """Per-key queues drained by one background task each."""
 
-    def __init__(self, max_batch: int = 1000) -> None:
+    def __init__(self, max_batch: int = 1000, max_inflight: int = 2) -> None:
         self.max_batch = max_batch
+        # Batches of one key running at once: while one waits for its fsync
+        # the next can already be appending.
+        self.max_inflight = max_inflight
         self._queues: dict[str, _Queue] = {}
 
     async def submit(self, key: str, item: Any, run_batch: BatchRunner) -> None:
@@ -46,10 +49,12 @@ class PendingBatcher:
         if queue is None:
             queue = self._queues[key] = _Queue()
         queue.items.append((item, fut))
-        if queue.task is None:
+        if len(queue.tasks) < self.max_inflight:
             # A task of its own, not the caller's: a request that goes away
             # must not strand the others waiting on the same batch.
-            queue.task = loop.create_task(self._drain(key, queue, run_batch))
+            task = loop.create_task(self._drain(key, queue, run_batch))
+            queue.tasks.add(task)
+            task.add_done_callback(queue.tasks.discard)
         await asyncio.shield(fut)
 
     async def _drain(self, key: str, queue: _Queue, run_batch: BatchRunner) -> None:
@@ -70,14 +75,15 @@ class PendingBatcher:
                         if not fut.done():
                             fut.set_result(None)
         finally:
-            queue.task = None
-            if queue.items:
+            current = asyncio.current_task()
+            others = [t for t in queue.tasks if t is not current]
+            if queue.items and not others:
                 # Cancelled with work left: fail it rather than hang it.
                 for _, fut in queue.items:
                     if not fut.done():
                         fut.set_exception(RuntimeError("container update batcher stopped"))
                 queue.items.clear()
-            if self._queues.get(key) is queue:
+            if not others and self._queues.get(key) is queue:
                 del self._queues[key]
 
     @property
@@ -85,7 +91,7 @@ class PendingBatcher:
         return sum(len(q.items) for q in self._queues.values())
 
     async def close(self) -> None:
-        tasks = [q.task for q in self._queues.values() if q.task is not None]
+        tasks = [t for q in self._queues.values() for t in q.tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

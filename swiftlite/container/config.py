@@ -27,6 +27,9 @@ class ContainerServerConfig(ServerConfig):
     fsync_pending: bool = True
     # Most object updates merged into one pending-file append.
     max_batch: int = 1000
+    # Batches of one container in flight at once (one appends while the
+    # previous waits for its fsync).
+    max_inflight_batches: int = 2
     # Object updates that may wait per device (queued for the next batch)
     # before more get 503; one running batch holds one disk_limit slot.
     max_queued_updates: int = 2000
@@ -35,3 +38,5 @@ class ContainerServerConfig(ServerConfig):
         super().__post_init__()
         if self.max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if self.max_inflight_batches < 1:
+            raise ValueError("max_inflight_batches must be >= 1")

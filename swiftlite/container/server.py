@@ -194,7 +194,7 @@ class ContainerServer:
             },
             conf.read_pending_timeout,
         )
-        self.batcher = PendingBatcher(conf.max_batch)
+        self.batcher = PendingBatcher(conf.max_batch, conf.max_inflight_batches)
         self._queued: dict[str, int] = {}
         self.account_updater = AccountUpdater(conf.conn_timeout, conf.node_timeout, self.logger)
         self.auto_create_prefix = self.constraints.auto_create_account_prefix

@@ -304,9 +304,15 @@ class DatabaseBroker:
         entries = [self.make_tuple_for_pending(r) for r in records]
         with pending.lock_dir(self.db_dir, self.pending_timeout):
             self._set_aside_foreign_pending()
-            size = pending.append_entries(self.pending_file, entries, self.fsync_pending)
+            size = pending.append_entries(self.pending_file, entries, False)
             if size > pending.PENDING_CAP:
                 self._commit_puts()
+        if self.fsync_pending:
+            # Outside the lock, so the next batch can append while this one
+            # waits for the disk. Safe: if a commit emptied the file in
+            # between, these records are already durable in the DB (the
+            # commit is synchronous=FULL and precedes the truncation).
+            pending.sync_file(self.pending_file)
 
     def _set_aside_foreign_pending(self) -> None:
         """A pending file Swift wrote (pickles) is moved aside, never mixed with ours."""

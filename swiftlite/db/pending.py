@@ -116,6 +116,18 @@ def set_aside_foreign(path: str) -> str | None:
     return target
 
 
+def sync_file(path: str) -> None:
+    """fdatasync the pending file (no lock needed: see DatabaseBroker.put_records)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_entries(path: str) -> list[list[Any]]:
     """Decode every complete, valid line of the pending file (caller holds the lock)."""
     try:

@@ -60,5 +60,42 @@ async def test_cancelled_caller_does_not_strand_others() -> None:
     leader.cancel()
     gate.set()
     await follower
-    assert done == [0, 1]
+    assert sorted(done) == [0, 1]
     await b.close()
+
+
+async def test_two_batches_of_one_key_may_run_at_once() -> None:
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    async def run(items: list[int]) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+
+    b = PendingBatcher(max_batch=2, max_inflight=2)
+    tasks = [asyncio.create_task(b.submit("k", i, run)) for i in range(6)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert peak == 2
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert b.queued == 0
+
+
+async def test_one_at_a_time_when_asked() -> None:
+    order: list[list[int]] = []
+
+    async def run(items: list[int]) -> None:
+        order.append(items)
+        await asyncio.sleep(0)
+
+    b = PendingBatcher(max_batch=10, max_inflight=1)
+    first = asyncio.create_task(b.submit("k", 0, run))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(b.submit("k", i, run)) for i in (1, 2, 3)]
+    await asyncio.gather(first, *rest)
+    assert order == [[0], [1, 2, 3]]
