@@ -1,0 +1,1 @@
+"""swiftlite's own middleware, one module each (entry points in pyproject.toml)."""

@@ -1,0 +1,80 @@
+"""``swiftlite-proxy-server <proxy-server.yaml>``: the aiohttp app and its runner."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from swiftlite.common.config import ClusterConfig, ConfigError, load_cluster_config, load_config
+from swiftlite.common.daemon import load_or_exit, parse_args, run_server
+from swiftlite.common.logs import get_logger
+from swiftlite.proxy.app import ProxyApp
+from swiftlite.proxy.config import ProxyServerConfig
+from swiftlite.proxy.pipeline import SHARED, PipelineContext, build_pipeline
+
+PROXY_KEY = web.AppKey("swiftlite.proxy", ProxyApp)
+CTX_KEY = web.AppKey("swiftlite.pipeline", PipelineContext)
+
+
+async def _no_expect(request: web.Request) -> None:
+    """Send no early ``100 Continue``: the proxy sends it when it first reads
+    the body, so a request refused up front never has its body sent."""
+
+
+def make_app(conf: ProxyServerConfig, cluster: ClusterConfig | None = None) -> web.Application:
+    """Build the proxy: rings, backend client and the middleware pipeline.
+    Raises ConfigError for a bad pipeline or filter setting."""
+    if cluster is None:
+        cluster = load_cluster_config(conf.swift_dir)
+    logger = get_logger(conf.log_name, conf.log_level, conf.log_file)
+    ctx = PipelineContext(conf=conf, cluster=cluster, logger=logger)
+    proxy = ProxyApp(conf, cluster, logger, info=ctx.info)
+    pipeline = build_pipeline(proxy.handle, ctx)
+
+    async def entry(request: web.Request) -> web.StreamResponse:
+        request[SHARED] = {}
+        return await pipeline(request)
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        for hook in ctx.response_hooks:
+            hook(request, response)
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await proxy.close()
+
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_route("*", "/{tail:.*}", entry, expect_handler=_no_expect)
+    app.on_response_prepare.append(on_prepare)
+    app.on_cleanup.append(on_cleanup)
+    app[PROXY_KEY] = proxy
+    app[CTX_KEY] = ctx
+    return app
+
+
+def _make_app_or_exit(conf: ProxyServerConfig) -> web.Application:
+    try:
+        return make_app(conf)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    conf_path, _once, verbose = parse_args(argv, "swiftlite-proxy-server")
+    conf = load_or_exit(conf_path, ProxyServerConfig)
+    if verbose:
+        conf.log_level = "DEBUG"
+    # Check the pipeline and cluster before forking workers, so a bad
+    # setting stops the server at once with a clear message.
+    _make_app_or_exit(conf)
+    return run_server(
+        conf,
+        _make_app_or_exit,
+        reload_conf=lambda: load_config(conf_path, ProxyServerConfig),
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
