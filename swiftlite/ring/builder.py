@@ -57,6 +57,7 @@ from swiftlite.ring.builder_plan import (
     wanted_replicas_by_tier,
     weighted_replicas_by_tier,
 )
+from swiftlite.ring.builder_rebalance import Rebalancer
 from swiftlite.ring.builder_report import (
     build_dispersion_graph,
     dispersion_report,
@@ -691,8 +692,6 @@ class RingBuilder:
 
         The same seed on the same builder state gives the same ring.
         """
-        from swiftlite.ring.builder_rebalance import Rebalancer
-
         live = [d for d in self._iter_devs()]
         weighted = sum(1 for d in live if d["weight"] > 0)
         if weighted < self.replicas:
