@@ -18,7 +18,7 @@ from typing import Any
 
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.db.broker import DatabaseBroker
-from swiftlite.db.schema import no_update_trigger_sql
+from swiftlite.db.schema import SchemaError, no_update_trigger_sql
 
 DATADIR = "accounts"
 # Names starting with this byte are Swift's reserved namespace (hidden from
@@ -161,6 +161,28 @@ def merge_row(existing: Mapping[str, Any] | None, item: Mapping[str, Any]) -> di
     return rec
 
 
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def adopt_swift_db(conn: sqlite3.Connection) -> None:
+    """Schema 0 -> 1: an account DB written by Swift, taken over as it is.
+
+    Swift's current layout has the same tables and columns; its triggers
+    (``container_insert``/``_delete``/``_update`` and the ``_ps`` pair) keep the
+    same totals and hash as ours, so nothing needs rewriting. Layouts from
+    before storage policies (2014) are refused rather than guessed at.
+    """
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    missing = {"container", "account_stat", "policy_stat"} - tables
+    if missing:
+        raise SchemaError(f"not an account DB of a supported layout (missing {sorted(missing)})")
+    if "storage_policy_index" not in _columns(conn, "container") or (
+        "container_count" not in _columns(conn, "policy_stat")
+    ):
+        raise SchemaError("account DB predates storage policies; migrate it with Swift first")
+
+
 class AccountBroker(DatabaseBroker):
     """One account replica: container rows, totals, per-policy totals, metadata."""
 
@@ -168,6 +190,7 @@ class AccountBroker(DatabaseBroker):
     db_contains_type = "container"
     db_reclaim_timestamp = "delete_timestamp"
     SCHEMA_VERSION = 1
+    MIGRATIONS = {0: adopt_swift_db}
 
     def __enter__(self) -> AccountBroker:
         return self

@@ -408,3 +408,44 @@ def test_parallel_reports_from_many_threads_lose_none(tmp_path: Any) -> None:
     assert (info["container_count"], info["object_count"], info["bytes_used"]) == (400, 400, 4000)
     stats = broker.get_policy_stats()
     assert stats[0]["container_count"] == stats[1]["container_count"] == 200
+
+
+# --- Swift's DBs and ours ------------------------------------------------------
+
+
+def test_swift_db_is_adopted_and_ours_open_in_swift(tmp_path: Any) -> None:
+    swift_path = str(tmp_path / "swift.db")
+    theirs = SwiftAccountBroker(swift_path, account="a")
+    theirs.initialize(ts(1))
+    theirs.put_container("s1", ts(2), ts(0), 3, 30, 1)
+    theirs.put_container("s2", ts(3), ts(0), 1, 10, 0)
+    theirs.get_info()  # merge Swift's pending file
+    ours = AccountBroker(swift_path, account="a")
+    assert [r[0] for r in ours.list_containers_iter(10, "", None, None, None)] == ["s1", "s2"]
+    ours.put_container("s3", ts(4), ts(0), 2, 20, 1)
+    info = ours.get_info()
+    assert (info["container_count"], info["object_count"], info["bytes_used"]) == (3, 6, 60)
+    assert ours.get_policy_stats()[1] == {
+        "container_count": 2,
+        "object_count": 5,
+        "bytes_used": 50,
+    }
+    # Swift still reads the adopted DB, hash and all.
+    again = SwiftAccountBroker(swift_path, account="a")
+    assert again.get_info()["hash"] == info["hash"]
+    assert [r[0] for r in again.list_containers_iter(10, "", None, None, None)] == [
+        "s1",
+        "s2",
+        "s3",
+    ]
+    # And a DB swiftlite created opens in Swift's broker.
+    mine = make_broker(str(tmp_path / "mine.db"))
+    mine.put_container("m", ts(2), ts(0), 1, 1, 0)
+    mine_info = mine.get_info()
+    # Swift's connection switches the journal to DELETE mode, which needs the
+    # DB to itself: hand it over closed, as a replicated file would be.
+    mine.close()
+    swift_view = SwiftAccountBroker(str(tmp_path / "mine.db"), account="a")
+    assert swift_view.get_info()["hash"] == mine_info["hash"]
+    assert swift_view.list_containers_iter(10, "", None, None, None)[0][0] == "m"
+    assert not swift_view.is_deleted()
