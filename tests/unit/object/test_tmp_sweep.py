@@ -3,7 +3,8 @@ import os
 import time
 
 from swiftlite.common.devices import DeviceManager
-from swiftlite.object.tmp_sweep import sweep_all, sweep_device
+from swiftlite.object.diskfile import DiskFileManager
+from swiftlite.object.tmp_sweep import sweep_all
 
 
 def make(path, age):
@@ -14,28 +15,21 @@ def make(path, age):
     return path
 
 
-def test_sweep_device_removes_only_old_temp_files(tmp_path):
-    dev = tmp_path / "sda"
-    old = make(dev / "tmp" / "a.tmp", 100)
-    old_policy = make(dev / "tmp-1" / "b.tmp", 100)
-    young = make(dev / "tmp" / "c.tmp", 1)
-    data = make(dev / "objects" / "0" / "abc" / "x.data", 100)
-    assert sweep_device(str(dev), max_age=50) == 2
-    assert not old.exists() and not old_policy.exists()
-    assert young.exists() and data.exists()
-    assert sweep_device(str(tmp_path / "missing"), max_age=50) == 0
-
-
-async def test_sweep_all_uses_device_threads(tmp_path):
+async def test_sweep_all_removes_only_old_temp_files(tmp_path):
     old = make(tmp_path / "sda" / "tmp" / "a.tmp", 100)
+    old_policy = make(tmp_path / "sda" / "tmp-1" / "b.tmp", 100)
+    young = make(tmp_path / "sda" / "tmp" / "c.tmp", 1)
+    data = make(tmp_path / "sda" / "objects" / "0" / "abc" / "x.data", 100)
     make(tmp_path / "sdb" / "tmp" / "b.tmp", 100)
     (tmp_path / "sdc").mkdir()
     (tmp_path / "sdc" / "lock_device").write_text("")
     locked = make(tmp_path / "sdc" / "tmp" / "c.tmp", 100)
     dm = DeviceManager(str(tmp_path), mount_check=False)
+    mgr = DiskFileManager(str(tmp_path), mount_check=False)
     try:
-        assert await sweep_all(dm, 50, logging.getLogger("t")) == 2
+        assert await sweep_all(dm, mgr, [0, 1], 50, logging.getLogger("t")) == 3
     finally:
         dm.close()
-    assert not old.exists()
+    assert not old.exists() and not old_policy.exists()
+    assert young.exists() and data.exists()
     assert locked.exists()  # a locked device is left alone
