@@ -482,6 +482,9 @@ class AccountServer:
         except (sqlite3.Error, OSError) as err:
             self.logger.exception("ERROR %s %s: %s", request.method, path, err)
             resp = respond(500)
+        except Exception as err:  # never a traceback to the client, always a log line
+            self.logger.exception("ERROR unexpected %s %s: %r", request.method, path, err)
+            resp = respond(500)
         if request.method == "HEAD" and resp.get("default_body") and resp.body:
             # Swift builds no default error body for HEAD, so it sends no length.
             headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-length"}

@@ -144,3 +144,20 @@ async def test_mount_check_refuses_a_plain_directory(tmp_path: Any, aiohttp_clie
     async with client.put("/sda1/0/a", headers={"X-Timestamp": ts(1)}) as r:
         assert r.status == 507
         assert b"Drive: sda1" in await r.read()
+
+
+async def test_unexpected_error_is_a_plain_500(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swiftlite.account.backend import AccountBroker
+
+    await server.put("/sda1/0/acct", headers={"X-Timestamp": ts(1)})
+
+    def boom(self: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(AccountBroker, "get_info", boom)
+    async with server.get("/sda1/0/acct") as r:
+        assert r.status == 500
+        body = await r.read()
+    assert b"secret" not in body and b"Traceback" not in body
