@@ -148,3 +148,13 @@ def test_config_validation(swift_dir: Path) -> None:
     defaults = ProxyServerConfig()
     assert (defaults.bind_port, defaults.node_timeout, defaults.client_timeout) == (8080, 10.0, 60.0)
     assert defaults.pipeline == ["catch_errors", "gatekeeper", "healthcheck", "proxy_server"]
+
+
+def test_sample_config_builds(swift_dir: Path) -> None:
+    from swiftlite.common.config import load_config
+
+    sample = Path(__file__).parents[3] / "etc" / "proxy-server.yaml"
+    conf = load_config(str(sample), ProxyServerConfig)
+    conf.swift_dir = str(swift_dir)
+    app = make_app(conf, load_cluster_config(str(swift_dir)))
+    assert app is not None
