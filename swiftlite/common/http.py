@@ -160,7 +160,7 @@ def swift_response(
 
 
 def is_valid_partition(value: str) -> bool:
-    return value.isdigit() and len(value) < 11
+    return value.isascii() and value.isdigit() and len(value) < 11
 
 
 def header_true(headers: Mapping[str, str], name: str) -> bool:

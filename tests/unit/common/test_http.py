@@ -52,3 +52,11 @@ def test_log_lines_carry_txn_id():
     assert other.txn_suffix == ""
     tid = generate_trans_id()
     assert tid.startswith("tx") and len(tid) == 34
+
+
+def test_is_valid_partition_ascii_only():
+    from swiftlite.common.http import is_valid_partition
+
+    assert is_valid_partition("0") and is_valid_partition("1023")
+    assert not is_valid_partition("\u0663")  # an Arabic-Indic digit
+    assert not is_valid_partition("") and not is_valid_partition("-1")
