@@ -457,6 +457,7 @@ class Rebalancer:
         rows, lpm, none = self.rows, self.lpm, self.none
         room = avail.__getitem__
         only = [k[0] if len(k) == 1 else -1 for k in kids]
+        levels = (1, 2, 3, 4)
         for part, replicas in todo:
             lpm[part] = 0
             held = []
@@ -472,15 +473,14 @@ class Rebalancer:
                         rat[t3] += 1
             for replica in replicas:
                 tier = 0
-                for _level in range(4):
+                for _level in levels:
                     # Usually the roomiest child is allowed: one C-level max().
                     # max() keeps the first of equals, as the scan below does.
-                    choices = kids[tier]
                     best = only[tier]
                     if best < 0:
-                        best = max(choices, key=room) if choices else -1
-                    if best < 0 or rat[best] >= pmax[best]:
-                        allowed = [c for c in choices if rat[c] < pmax[c]]
+                        best = max(kids[tier], key=room)
+                    if rat[best] >= pmax[best]:
+                        allowed = [c for c in kids[tier] if rat[c] < pmax[c]]
                         if not allowed:
                             raise RingValidationError(f"no home for {part}/{replica}")
                         best = max(allowed, key=room)
