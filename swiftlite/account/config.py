@@ -26,5 +26,7 @@ class AccountServerConfig(ServerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.pending_timeout <= 0 or self.read_pending_timeout < 0:
-            raise ValueError("pending timeouts must be positive")
+        if self.pending_timeout <= 0:
+            raise ValueError(f"pending_timeout must be > 0, got {self.pending_timeout}")
+        if self.read_pending_timeout < 0:
+            raise ValueError(f"read_pending_timeout must be >= 0, got {self.read_pending_timeout}")
