@@ -315,3 +315,73 @@ def test_handoffs_when_an_object_server_is_down(cluster: Cluster, conn: swift.Co
         cluster.servers[victim].wait_up()
     _, body = conn.get_object("ha", "survivor")
     assert body == payload
+
+
+def test_autocreated_account_looks_empty(cluster: Cluster) -> None:
+    port = cluster.proxy_port
+    status, headers, body = request(port, "GET", "/v1/AUTH_fresh?format=json")
+    assert (status, body) == (200, b"[]")
+    assert headers["X-Account-Container-Count"] == "0"
+    status, _, body = request(port, "GET", "/v1/AUTH_fresh")
+    assert (status, body) == (204, b"")
+    # Its first container creates it for real.
+    assert request(port, "PUT", "/v1/AUTH_fresh/c", {"Content-Length": "0"})[0] == 201
+    status, headers, body = request(port, "GET", "/v1/AUTH_fresh")
+    assert (status, body) == (200, b"c\n")
+
+
+def test_writes_survive_a_locked_container_device(cluster: Cluster, conn: swift.Connection) -> None:
+    set_hash_path_secrets(PREFIX, SUFFIX)
+    from swiftlite.ring.ring import Ring
+
+    ring = Ring(str(cluster.etc), ring_name="container")
+    _part, nodes = ring.get_nodes("AUTH_test", "locked")
+    lock = cluster.root / "srv" / "shared" / nodes[0]["device"] / "lock_device"
+    lock.write_text("")
+    try:
+        conn.put_container("locked")
+        conn.put_object("locked", "o", b"data")
+        for _ in range(3):
+            _, listing = conn.get_container("locked")
+            assert [o["name"] for o in listing] == ["o"]
+        assert conn.get_object("locked", "o")[1] == b"data"
+    finally:
+        lock.unlink()
+
+
+def test_chunked_upload_and_if_none_match(conn: swift.Connection) -> None:
+    conn.put_container("chunks")
+    parts = [b"a" * 70000, b"b" * 70000, b"c" * 5]
+    etag = conn.put_object("chunks", "big", iter(parts))
+    headers, body = conn.get_object("chunks", "big")
+    assert body == b"".join(parts) and headers["etag"].strip('"') == etag
+    with pytest.raises(swift.ClientException) as err:
+        conn.put_object("chunks", "big", b"again", headers={"If-None-Match": "*"})
+    assert err.value.http_status == 412
+    with pytest.raises(swift.ClientException) as err:
+        conn.put_object("chunks", "other", b"x", headers={"If-None-Match": "abc"})
+    assert err.value.http_status == 400
+
+
+def test_client_expect_100_continue(cluster: Cluster) -> None:
+    request(cluster.proxy_port, "PUT", "/v1/AUTH_test/expect", {"Content-Length": "0"})
+    with socket.create_connection(("127.0.0.1", cluster.proxy_port), timeout=30) as sock:
+        sock.sendall(
+            b"PUT /v1/AUTH_test/expect/o HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nContent-Type: text/plain\r\n\r\n"
+        )
+        interim = sock.recv(100)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(b"hello")
+        final = b""
+        while b"\r\n\r\n" not in final:
+            final += sock.recv(4096)
+        assert final.startswith(b"HTTP/1.1 201")
+    # A request refused before its body is read gets no 100 Continue.
+    with socket.create_connection(("127.0.0.1", cluster.proxy_port), timeout=30) as sock:
+        sock.sendall(
+            b"PUT /v1/AUTH_test/nosuch/o HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        answer = sock.recv(100)
+        assert answer.startswith(b"HTTP/1.1 404")
