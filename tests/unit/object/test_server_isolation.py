@@ -239,3 +239,34 @@ async def test_stalled_disk_costs_only_its_own_requests(
     for task in stuck:
         (await task).release()
     assert srv.dm.usage().get("sda") == 0
+
+
+@pytest.mark.parametrize("where", ["begin", "write", "commit"])
+async def test_no_space_is_507_and_leaves_nothing(
+    server: Server, clock: Clock, devices: str, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """ENOSPC anywhere in a PUT (the diskfile raises DiskFileNoSpace; its own
+    tests make real ENOSPC happen) answers 507 and leaves no temp file."""
+    from swiftlite.object import diskfile
+    from swiftlite.object.diskfile import DiskFileNoSpace
+
+    _srv, client = server
+    target = {"begin": "open", "write": "write", "commit": "put"}[where]
+    original = getattr(diskfile.DiskFileWriter, target)
+
+    def no_space(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if target == "open":
+            original(self, *args, **kwargs)  # create the temp file, then fail
+        self.abort()
+        raise DiskFileNoSpace("test")
+
+    monkeypatch.setattr(diskfile.DiskFileWriter, target, no_space)
+    body = os.urandom(2 << 20)  # above SMALL_BODY: the streaming path, whole body read first
+    resp = await client.put(
+        OBJ, data=body, headers={"X-Timestamp": clock(), "Content-Type": "a/b"}, expect100=True
+    )
+    assert resp.status == 507
+    tmp = os.path.join(devices, "sda", "tmp")
+    assert not os.path.exists(tmp) or os.listdir(tmp) == []
+    monkeypatch.undo()
+    assert (await client.get(OBJ)).status == 404
