@@ -441,6 +441,59 @@ def format_account_listing(
     return listing_text(records)
 
 
+# --- the proxy's side ------------------------------------------------------------
+
+RESERVED = "\x00"
+# Larger JSON bodies are passed through untouched, as Swift's listing filter
+# does (1024-byte names x 10,000 entries, doubled for the other fields).
+MAX_LISTING_BODY = 1024 * 10000 * 2
+
+
+def filter_reserved(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Drop entries whose name or subdir holds the reserved byte (hidden namespace)."""
+    return [
+        rec
+        for rec in records
+        if not any(RESERVED in str(rec.get(key, "")) for key in ("name", "subdir"))
+    ]
+
+
+def reformat_listing(
+    body: bytes,
+    content_type: str,
+    account: str,
+    container: str | None = None,
+    allow_reserved: bool = False,
+) -> bytes | None:
+    """A backend's JSON listing in the client's format, as Swift's proxy sends it.
+
+    Returns None when ``body`` is not a listing the proxy should touch (too
+    large, not a JSON list of objects, or missing fields): the caller then
+    passes the backend's body through unchanged, as Swift does. An empty
+    result means 204.
+    """
+    if len(body) > MAX_LISTING_BODY:
+        return None
+    try:
+        records = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        return None
+    if not allow_reserved:
+        records = filter_reserved(records)
+    try:
+        if content_type.endswith("/xml"):
+            if container:
+                return container_listing_xml(records, container)
+            return account_listing_xml(records, account)
+        if content_type == "text/plain":
+            return listing_text(records)
+        return listing_json(records)
+    except KeyError:
+        return None
+
+
 __all__ = [
     "FORMAT2CONTENT_TYPE",
     "LISTING_CONTENT_TYPES",
@@ -452,6 +505,7 @@ __all__ = [
     "container_listing_xml",
     "container_record",
     "format_account_listing",
+    "filter_reserved",
     "format_container_listing",
     "get_listing_content_type",
     "get_param",
@@ -462,6 +516,7 @@ __all__ = [
     "parse_account_listing_params",
     "parse_container_listing_params",
     "parse_query_string",
+    "reformat_listing",
     "response_content_type",
     "subdir_record",
 ]

@@ -13,7 +13,7 @@ import types
 import urllib.parse
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from swift.common.middleware import listing_formats as swift_lf
 from swift.common.request_helpers import constrain_req_limit
@@ -399,3 +399,79 @@ def test_last_modified_every_fraction_of_a_second(whole: int) -> None:
     for frac in range(0, 100000, 7 if whole in (2**32 - 1, 2**32) else 997):
         internal = f"{whole:010d}.{frac:05d}"
         assert listing.last_modified(internal) == SwiftTimestamp(internal).isoformat, internal
+
+
+# --- the proxy's reformatting, against Swift's ListingFilter -------------------
+
+
+class _NullLogger:
+    def __getattr__(self, name: str) -> object:
+        return lambda *args, **kwargs: None
+
+
+def swift_listing_filter(body: bytes, path: str, query: str, allow_reserved: bool) -> tuple:
+    from swift.common.middleware.listing_formats import ListingFilter
+
+    def app(env: dict, start_response: object) -> list[bytes]:
+        start_response(  # type: ignore[operator]
+            "200 OK",
+            [
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [body]
+
+    headers = {"X-Backend-Allow-Reserved-Names": "true"} if allow_reserved else {}
+    req = Request.blank(path, environ={"QUERY_STRING": query}, headers=headers)
+    resp = req.get_response(ListingFilter(app, {}, logger=_NullLogger()))
+    return resp.status_int, resp.body, resp.headers["Content-Type"]
+
+
+def ours_listing_filter(body: bytes, path: str, query: str, allow_reserved: bool) -> tuple:
+    parts = [urllib.parse.unquote(part) for part in path.split("/")]
+    account, container = parts[2], (parts[3] if len(parts) > 3 else None)
+    ctype = listing.get_listing_content_type(listing.parse_query_string(query), None)
+    out = listing.reformat_listing(body, ctype, account, container, allow_reserved)
+    if out is None:
+        return 200, body, "application/json; charset=utf-8"
+    return (200 if out else 204), out, listing.response_content_type(ctype)
+
+
+OBJ_RECORD = OBJ.map(lambda t: listing.object_record(t[0], t[1].internal, t[2], t[3], t[4]))
+CONT_RECORD = CONT.map(lambda t: listing.container_record(t[0], t[1], t[2], t[3].internal, t[4]))
+ODD_RECORD = st.sampled_from(
+    [
+        {"subdir": "\x00hidden/"},
+        {"name": "\x00v", "count": 1, "bytes": 1, "last_modified": "x"},
+        {"name": "x"},
+        {"other": 1},
+        {},
+    ]
+)
+SUBDIR = st.one_of(NAMES, NAMES.map(lambda n: "\x00" + n)).map(listing.subdir_record)
+GOOD_OR_ODD = st.one_of(
+    st.lists(st.one_of(OBJ_RECORD, SUBDIR), max_size=6),
+    st.lists(st.one_of(CONT_RECORD, SUBDIR), max_size=6),
+    st.lists(st.one_of(OBJ_RECORD, CONT_RECORD, ODD_RECORD), max_size=4),
+)
+
+
+@SETTINGS
+@given(
+    st.one_of(
+        GOOD_OR_ODD.map(lambda r: json.dumps(r).encode()),
+        st.sampled_from([b"", b"not json", b"{}", b"[1, 2]", b'"x"', b"[]", b"null"]),
+    ),
+    st.sampled_from(["/v1/a", "/v1/a/c", "/v1/caf%C3%A9/%3Cc%3E", "/v1/%26%22"]),
+    st.sampled_from(["", "format=json", "format=xml", "format=plain"]),
+    st.booleans(),
+)
+@example(b'[{"subdir": "\\u0000hidden/"}, {"subdir": "x/"}]', "/v1/a", "format=json", False)
+@example(b"[]", "/v1/caf%C3%A9/%3Cc%3E", "format=xml", False)
+def test_reformat_listing_matches_swift_listing_filter(
+    body: bytes, path: str, query: str, allow_reserved: bool
+) -> None:
+    assert ours_listing_filter(body, path, query, allow_reserved) == swift_listing_filter(
+        body, path, query, allow_reserved
+    )
