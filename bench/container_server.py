@@ -60,8 +60,14 @@ ETAG = hashlib.md5(b"x" * 4096).hexdigest()
 LIST_LIMIT = 10_000
 
 
-def container_path() -> str:
-    return f"/{h.DEVICE}/{h.partition(ACCOUNT, CONTAINER)}/{ACCOUNT}/{CONTAINER}"
+def container_path(container: str = CONTAINER) -> str:
+    return f"/{h.DEVICE}/{h.partition(ACCOUNT, container)}/{ACCOUNT}/{container}"
+
+
+def container_hash(container: str = CONTAINER) -> str:
+    """Swift's hash of /account/container: the DB's directory and file name."""
+    path = f"/{ACCOUNT}/{container}"
+    return hashlib.md5((h.HASH_PREFIX + path + h.HASH_SUFFIX).encode()).hexdigest()
 
 
 def prefill_name(i: int) -> str:
@@ -105,7 +111,8 @@ def prefill_worker(system: str, db_file: str, start: int, end: int) -> None:
 
 def start_prefill(system: str, devices: str, start: int, end: int) -> subprocess.Popen[str]:
     """Start adding prefill rows ``start..end-1`` to the container's DB in a child process."""
-    dbs = glob.glob(os.path.join(devices, h.DEVICE, "containers", "*", "*", "*", "*.db"))
+    digest = container_hash()
+    dbs = glob.glob(os.path.join(devices, h.DEVICE, "containers", "*", "*", digest, digest + ".db"))
     if len(dbs) != 1:
         raise h.ServerFailed(f"{system}: expected one container DB, found {dbs}")
     argv = [sys.executable, os.path.abspath(__file__), "--prefill-worker", system, dbs[0]]
@@ -125,28 +132,42 @@ def finish_prefill(system: str, proc: subprocess.Popen[str]) -> bool:
 # HTTP steps
 
 
-async def head_count(base_url: str) -> tuple[int, float]:
+async def head_count(base_url: str, container: str = CONTAINER) -> tuple[int, float]:
     """HEAD the container (which commits pending rows); return (object count, seconds)."""
     async with aiohttp.ClientSession() as session:
         t0 = time.perf_counter()
-        async with session.head(base_url + container_path()) as resp:
+        async with session.head(base_url + container_path(container)) as resp:
             took = time.perf_counter() - t0
             if resp.status not in (200, 204):
                 raise h.ServerFailed(f"HEAD container answered {resp.status}")
             return int(resp.headers.get("X-Container-Object-Count", "-1")), took
 
 
-async def create_container(base_url: str) -> None:
+async def create_container(base_url: str, container: str = CONTAINER) -> None:
     async with aiohttp.ClientSession() as session:
         headers = {"X-Timestamp": h.timestamp(), "X-Backend-Storage-Policy-Index": "0"}
-        async with session.put(base_url + container_path(), headers=headers) as resp:
+        async with session.put(base_url + container_path(container), headers=headers) as resp:
             if resp.status not in (201, 202):
                 raise h.ServerFailed(f"container PUT answered {resp.status}")
 
 
-async def updates(base_url: str, n: int, tag: str) -> dict[str, Any]:
+async def setup(base_url: str) -> None:
+    """Create the bench container, and warm the server up on a separate one.
+
+    The warm-up (unmeasured) keeps the first measured round from paying for
+    cold code paths, thread pools and connections, without adding rows to the
+    container being measured.
+    """
+    await create_container(base_url)
+    await create_container(base_url, "warmup")
+    res = await updates(base_url, 500, "warmup", "warmup")
+    if res["errors"]:
+        raise h.ServerFailed(f"warm-up: {res['first_error']}")
+
+
+async def updates(base_url: str, n: int, tag: str, container: str = CONTAINER) -> dict[str, Any]:
     names = [f"upd/{tag}/{uuid.uuid4().hex}" for _ in range(n)]
-    cpath = container_path()
+    cpath = container_path(container)
 
     def make(i: int) -> h.Req:
         headers = {
@@ -159,7 +180,7 @@ async def updates(base_url: str, n: int, tag: str) -> dict[str, Any]:
         return h.Req("PUT", f"{cpath}/{names[i]}", headers)
 
     res = await h.run_load(base_url, make, n, 32, [201])
-    _count, flush = await head_count(base_url)
+    _count, flush = await head_count(base_url, container)
     out = res.summary()
     out["flush_ms"] = round(flush * 1000, 3)
     # The headline rate: rows accepted and committed per second.
@@ -202,10 +223,13 @@ async def listing(base_url: str, query: str, expect: int, reps: int) -> dict[str
 # orchestration
 
 
-def order(rounds: int) -> list[str]:
+def order(rounds: int, ceiling: bool = False) -> list[str]:
+    """A B (C) B A (C) ...; C, the in-memory ceiling server, runs under the same load."""
     seq: list[str] = []
     for r in range(rounds):
         seq += ["swiftlite", "swift"] if r % 2 == 0 else ["swift", "swiftlite"]
+        if ceiling:
+            seq.append("ceiling")
     return seq
 
 
@@ -253,12 +277,14 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
     with h.storage_root(kind, work, size=args.xfs_size) as root:
         systems: dict[str, System] = {}
         try:
-            for name in ("swiftlite", "swift"):
+            for name in ("swiftlite", "swift", "ceiling"):
                 devices = h.make_devices(root, name)
                 port = h.free_port()
                 etc = os.path.join(work, "etc", f"{name}-{kind}")
                 log = os.path.join(args.logs, f"{name}-container-{kind}.log")
-                if name == "swift":
+                if name == "ceiling":
+                    proc = h.ceiling_server(port, log)
+                elif name == "swift":
                     conf = h.write_swift_configs(etc, "container", devices, port)
                     proc = h.swift_server("container", conf, port, log)
                 else:
@@ -276,15 +302,13 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                     report["failed"][name] = sys_.failed
                     print(f"!! {name} container server failed to start: {exc}", flush=True)
                     continue
-                guarded(
-                    report, sys_, "container PUT", lambda s=sys_: h.run(create_container(s.url))
-                )
+                guarded(report, sys_, "setup and warm-up", lambda s=sys_: h.run(setup(s.url)))
             for level in levels:
                 # Both systems prefill at once (setup only, not measured).
                 t0 = time.monotonic()
                 jobs: dict[str, subprocess.Popen[str]] = {}
                 for s in systems.values():
-                    if s.failed or level <= s.prefilled:
+                    if s.failed or level <= s.prefilled or s.name == "ceiling":
                         continue
                     job = guarded(
                         report,
@@ -319,7 +343,7 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                         flush=True,
                     )
                 per_sys: dict[str, list[dict[str, Any]]] = {}
-                for i, name in enumerate(order(args.rounds)):
+                for i, name in enumerate(order(args.rounds, ceiling=True)):
                     s = systems[name]
                     tag = f"l{level}r{i}"
                     res = guarded(
@@ -361,24 +385,6 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
     return report
 
 
-def ceiling(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The same row PUTs against the in-memory server: what the client alone reaches."""
-    proc = h.ceiling_server(h.free_port(), os.path.join(args.logs, "ceiling.log"))
-    try:
-        proc.start()
-        res = h.run(updates(f"http://127.0.0.1:{proc.port}", args.updates or 3000, "ceiling"))
-    except (h.ServerFailed, aiohttp.ClientError, OSError) as exc:
-        print(f"!! ceiling server failed: {exc}", flush=True)
-        return None
-    finally:
-        proc.stop()
-    print(
-        f"   client ceiling (in-memory server, c32 row PUTs): {res['ops_s_acked']:.0f}/s",
-        flush=True,
-    )
-    return dict(res)
-
-
 def median_with_flush(rs: list[dict[str, Any]]) -> dict[str, Any]:
     out = h.median_summary(rs)
     out["ops_s_acked"] = statistics.median(r["ops_s_acked"] for r in rs)
@@ -413,6 +419,7 @@ def print_report(report: dict[str, Any]) -> None:
                 cell(a, "flush_ms", ".1f"),
                 cell(b, "flush_ms", ".1f"),
                 str((a or {}).get("errors", "-")) + "/" + str((b or {}).get("errors", "-")),
+                cell(per.get("ceiling"), "ops_s", ".0f"),
             ]
         )
     h.print_table(
@@ -433,6 +440,7 @@ def print_report(report: dict[str, Any]) -> None:
             "lite flush ms",
             "swift flush ms",
             "errors l/s",
+            "ceiling upd/s",
         ],
     )
     first, last = str(report["levels"][0]), str(report["levels"][-1])
@@ -521,7 +529,6 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"storage": []}
     ok = True
     try:
-        results["ceiling"] = ceiling(args)
         for kind in ["ext4"] if args.no_xfs else ["xfs", "ext4"]:
             print(f"-- {kind}", flush=True)
             report = bench_storage(kind, args, work)
