@@ -148,3 +148,46 @@ def test_object_server_process(node: Node) -> None:
     status, _, got = node.request("GET", "/diskio")
     assert status == 200
     assert json.loads(got)["pid"] in children(node.proc.pid)
+
+
+def test_sigkill_mid_put_leaves_no_object(node: Node) -> None:
+    """Kill the whole server (parent and workers) with SIGKILL while a PUT is
+    half sent: no object becomes visible, only a temp file remains, and the
+    diskfile layer's temp cleanup removes it."""
+    from swiftlite.object.diskfile import DiskFileManager
+
+    ts = Timestamp.now().internal
+    sock = socket.create_connection(("127.0.0.1", node.port))
+    sock.sendall(
+        (
+            f"PUT /sda/1/a/c/half HTTP/1.1\r\nHost: x\r\nX-Timestamp: {ts}\r\n"
+            "Content-Type: a/b\r\nContent-Length: 50000000\r\n\r\n"
+        ).encode()
+    )
+    chunk = b"x" * (1 << 20)
+    for _ in range(12):  # past the first write batch: the temp file has data
+        sock.sendall(chunk)
+    tmp = os.path.join(node.devices, "sda", "tmp")
+    for _ in range(500):
+        if os.path.isdir(tmp) and any(
+            os.path.getsize(os.path.join(tmp, f)) > 0 for f in os.listdir(tmp)
+        ):
+            break
+        time.sleep(0.01)
+    pids = [node.proc.pid, *children(node.proc.pid)]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    node.proc.wait(timeout=30)
+    for pid in pids[1:]:
+        for _ in range(500):
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.01)
+    sock.close()
+    objects = os.path.join(node.devices, "sda", "objects")
+    data_files = [f for _d, _s, files in os.walk(objects) for f in files if f.endswith(".data")]
+    assert data_files == []
+    assert os.listdir(tmp), "the interrupted PUT's temp file should still be there"
+    mgr = DiskFileManager(node.devices, mount_check=False)
+    assert mgr.cleanup_temp_files("sda", max_age=0) >= 1
+    assert os.listdir(tmp) == []
