@@ -52,7 +52,12 @@ REPLICATION_METHODS = frozenset({"REPLICATE"})
 
 
 class ObjectServer:
-    """One worker's object server: config, devices, storage, updates."""
+    """One worker's object server: config, devices, storage, updates.
+
+    Without ``cluster`` the cluster file in ``swift_dir`` is loaded, which
+    also installs the hash path secrets; a caller passing ``cluster`` (tests,
+    an all-in-one process) installs them itself.
+    """
 
     def __init__(
         self,
