@@ -75,7 +75,7 @@ async def put(srv: ObjectServer, request: web.Request, path: str) -> web.StreamR
     policy = get_policy(srv.cluster, request.headers)
     hdrs = request.headers
     req_ts = required_timestamp(hdrs)
-    length, _delete_at = check_object_creation(hdrs, obj, srv.constraints, req_ts)
+    length, delete_at = check_object_creation(hdrs, obj, srv.constraints, req_ts)
     fsize = length
     if fsize is None and hdrs.get("X-Backend-Obj-Content-Length") is not None:
         try:
@@ -111,6 +111,9 @@ async def put(srv: ObjectServer, request: web.Request, path: str) -> web.StreamR
             "ETag": etag,
         }
         meta.update(copy_headers(hdrs, srv.allowed_headers, sysmeta=True))
+        if delete_at is not None and "x-delete-at" in srv.allowed_headers:
+            # X-Delete-After, like Swift, becomes an X-Delete-At.
+            meta["X-Delete-At"] = str(delete_at)
         return meta
 
     expect = hdrs.get("Expect", "").lower() == "100-continue"

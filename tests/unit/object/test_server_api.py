@@ -678,3 +678,11 @@ async def test_client_gone_mid_stream_leaves_nothing(
             break
         await asyncio.sleep(0.01)
     assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+async def test_put_x_delete_after_becomes_x_delete_at(server: Server, clock: Clock) -> None:
+    _srv, client = server
+    ts = clock()
+    assert (await put(client, ts, X_Delete_After="60")).status == 201
+    resp = await client.head(OBJ)
+    assert resp.headers["X-Delete-At"] == str(int(float(Timestamp(ts)) + 60))
