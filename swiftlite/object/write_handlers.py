@@ -111,7 +111,7 @@ async def put(srv: ObjectServer, request: web.Request, path: str) -> web.StreamR
             "ETag": etag,
         }
         meta.update(copy_headers(hdrs, srv.allowed_headers, sysmeta=True))
-        if delete_at is not None and "x-delete-at" in srv.allowed_headers:
+        if "X-Delete-After" in hdrs and delete_at is not None:
             # X-Delete-After, like Swift, becomes an X-Delete-At.
             meta["X-Delete-At"] = str(delete_at)
         return meta
