@@ -99,3 +99,27 @@ async def test_one_at_a_time_when_asked() -> None:
     rest = [asyncio.create_task(b.submit("k", i, run)) for i in (1, 2, 3)]
     await asyncio.gather(first, *rest)
     assert order == [[0], [1, 2, 3]]
+
+
+async def test_no_item_is_stranded_between_batches() -> None:
+    """Submits landing while batches finish must still be served (a 2-in-flight
+    bookkeeping race once left items waiting for the next submit)."""
+    import random
+
+    rng = random.Random(7)
+
+    async def run(items: list[int]) -> None:
+        for _ in range(rng.randint(0, 2)):
+            await asyncio.sleep(0)
+
+    b = PendingBatcher(max_batch=3, max_inflight=2)
+
+    async def submit_later(i: int) -> None:
+        for _ in range(rng.randint(0, 4)):
+            await asyncio.sleep(0)
+        await b.submit("k", i, run)
+
+    for _round in range(200):
+        tasks = [asyncio.create_task(submit_later(i)) for i in range(rng.randint(1, 8))]
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+    assert b.queued == 0
