@@ -3,6 +3,7 @@ path checks, transaction id and timestamp, controller dispatch, auth hook."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -46,15 +47,23 @@ class ProxyApp:
         self._object_rings: dict[int, Ring] = {}
         for policy in cluster.policies:
             self._object_rings[policy.index] = Ring(conf.swift_dir, ring_name=policy.ring_name())
+        self._background: set[asyncio.Future[Any]] = set()
         self.limiter = ErrorLimiter(conf.error_suppression_interval, conf.error_suppression_limit)
         self.backend = Backend(
             self.limiter, logger, conf.conn_timeout, conf.node_timeout, conf.backend_pool_size
         )
 
+    def keep_running(self, task: asyncio.Future[Any]) -> None:
+        """Hold a reference to a backend request nobody waits for any more."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def object_ring(self, policy_index: int) -> Ring | None:
         return self._object_rings.get(policy_index)
 
     async def close(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.conf.node_timeout)
         await self.backend.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

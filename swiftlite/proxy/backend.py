@@ -41,6 +41,10 @@ class BackendFailure(Exception):
     """A backend node could not be used (connect error, timeout, closed early)."""
 
 
+# Queued to a putter's body to make its writer fail (see Putter.abort).
+_ABORT = b"<abort>"
+
+
 def backend_url(node: Mapping[str, Any], part: int, path: str, query: str = "") -> URL:
     """``http://ip:port/<device>/<part>/<quoted a/c/o>[?query]``."""
     ip = node["ip"]
@@ -197,6 +201,10 @@ class Putter:
             chunk = await self._queue.get()
             if chunk is None:
                 return
+            if chunk is _ABORT:
+                # Fails aiohttp's body writer, which drops the connection:
+                # the node sees a short body and discards the upload.
+                raise BackendFailure("upload aborted")
             yield chunk
 
     async def _run(self) -> NodeResponse:
@@ -284,7 +292,17 @@ class Putter:
         with contextlib.suppress(BackendFailure):
             await self.send(None)  # type: ignore[arg-type]
 
+    @property
+    def in_flight(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def abort(self) -> None:
         self.failed = True
+        # The body is written by aiohttp's own writer task, which may be
+        # waiting on our queue: wake it with the abort marker as well as
+        # cancelling the request, or the connection would stay open.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_ABORT)
         if self._task is not None and not self._task.done():
             self._task.cancel()

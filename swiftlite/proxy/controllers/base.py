@@ -202,8 +202,11 @@ class Controller:
             finished = [t.result() for t in tasks if t.done() and not t.cancelled()]
             if pending and self.have_quorum([r.status for r in finished], quorum):
                 _, pending = await asyncio.wait(pending, timeout=self.app.conf.post_quorum_timeout)
+                # Stragglers count as 503 for the answer but are not cut
+                # off: as in Swift, they finish (or time out) on their own,
+                # so a slow replica still gets the write.
                 for task in pending:
-                    task.cancel()
+                    self.app.keep_running(task)
                 break
         return [
             t.result() if t.done() and not t.cancelled() and t.exception() is None

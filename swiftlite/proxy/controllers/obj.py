@@ -315,20 +315,33 @@ class ObjectController(Controller):
             base["Content-Length"] = str(length)
         headers_list = [dict(base) for _ in nodes]
         self._container_update_headers(headers_list)
-        quorum = quorum_size(len(nodes))
-
         it = self.node_iter(ring, part, nodes)
-        putters, finals = await self._connect_putters(part, headers_list, it)
+        opened: list[Putter] = []
+        try:
+            return await self._put_to_nodes(request, part, headers_list, it, length, opened)
+        finally:
+            # Whatever ended this request (an error answer, the client going
+            # away, a cancel), no backend PUT may linger half-fed.
+            self._abort_all([p for p in opened if p.in_flight])
+
+    async def _put_to_nodes(
+        self,
+        request: web.Request,
+        part: int,
+        headers_list: list[dict[str, str]],
+        it: Any,
+        length: int | None,
+        opened: list[Putter],
+    ) -> web.StreamResponse:
+        quorum = quorum_size(len(headers_list))
+        putters, finals = await self._connect_putters(part, headers_list, it, opened)
         if any(r.status == 412 for r in finals) and "If-None-Match" in request.headers:
-            self._abort_all(putters)
             raise HTTPError(412)
         if any(r.status == 409 for r in finals):
             # Some node already has this name at an equal or newer time:
             # the write is superseded, which Swift reports as 202.
-            self._abort_all(putters)
             raise HTTPError(202)
         if len(putters) < quorum:
-            self._abort_all(putters)
             self.app.logger.error(
                 "Object PUT returning 503, %d/%d required connections", len(putters), quorum
             )
@@ -346,11 +359,13 @@ class ObjectController(Controller):
                 out_headers["Etag"] = etags.pop()
             ts = request["swiftlite.timestamp"]
             out_headers["Last-Modified"] = _http_date(ts.ceil)
-            return swift_response(resp.status, b"", out_headers, content_type="text/html; charset=UTF-8")
+            return swift_response(
+                resp.status, b"", out_headers, content_type="text/html; charset=UTF-8"
+            )
         return node_response_to_web(resp, request)
 
     async def _connect_putters(
-        self, part: int, headers_list: list[dict[str, str]], it: Any
+        self, part: int, headers_list: list[dict[str, str]], it: Any, opened: list[Putter]
     ) -> tuple[list[Putter], list[NodeResponse]]:
         backend = self.app.backend
         finals: list[NodeResponse] = []
@@ -358,6 +373,7 @@ class ObjectController(Controller):
         async def slot(headers: dict[str, str]) -> Putter | None:
             for node in it:
                 putter = Putter(backend, node, part, self.path, headers)
+                opened.append(putter)
                 try:
                     resp = await putter.connect()
                 except BackendFailure:

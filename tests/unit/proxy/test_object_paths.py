@@ -4,6 +4,7 @@ mid-stream GET resume, X-Newest."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from swiftlite.common.config import config_from_dict, load_cluster_config
 from swiftlite.common.hashing import set_hash_path_secrets
 from swiftlite.proxy.config import ProxyServerConfig
-from swiftlite.proxy.server import make_app
+from swiftlite.proxy.server import PROXY_KEY, make_app
 from swiftlite.ring.builder import RingBuilder
 from swiftlite.ring.ring import Ring
 
@@ -31,6 +32,7 @@ class FakeNode:
         self.puts = 0
         self.gets = 0
         self.headers_seen: list[dict[str, str]] = []
+        self.broken = 0
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         if self.mode in ("507", "503", "409"):
@@ -43,7 +45,11 @@ class FakeNode:
         self.headers_seen.append(dict(request.headers))
         if request.method == "PUT":
             self.puts += 1
-            body = await request.read()
+            try:
+                body = await request.read()
+            except BaseException:  # a reset, or the handler cancelled on disconnect
+                self.broken += 1
+                raise
             self.stored[key] = (body, request.headers["X-Timestamp"])
             etag = "bad" if self.mode == "badetag" else hashlib.md5(body).hexdigest()
             return web.Response(status=201, headers={"Etag": etag})
@@ -215,3 +221,40 @@ async def test_get_missing_is_404_after_trying_handoffs(env: Env) -> None:
     resp = await env.client.get(OBJ_PATH)
     assert resp.status == 404
     assert sum(n.gets for n in env.nodes.values()) == 5
+
+
+async def _raw_put(port: int, declared: int, sent: bytes) -> tuple[asyncio.StreamReader, Any]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"PUT {OBJ_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode()
+        + sent
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _until(predicate: Any) -> None:
+    """Wait (bounded) for the backend side to notice; never asserts on time."""
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never became true")
+
+
+async def test_client_timeout_gives_408_and_aborts_backends(env: Env) -> None:
+    env.client.app[PROXY_KEY].conf.client_timeout = 0.3
+    reader, writer = await _raw_put(env.client.port, 10, b"abc")
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408")
+    await _until(lambda: sum(n.broken for n in env.primaries) == 3)
+    assert not any(n.stored for n in env.nodes.values())
+
+
+async def test_client_disconnect_aborts_backends(env: Env) -> None:
+    _reader, writer = await _raw_put(env.client.port, 100000, b"abc")
+    await _until(lambda: sum(n.puts for n in env.primaries) == 3)
+    writer.close()
+    await _until(lambda: sum(n.broken for n in env.primaries) == 3)
+    assert not any(n.stored for n in env.nodes.values())
