@@ -209,16 +209,22 @@ async def _large_body(
     resp.content_length = length
     await resp.prepare(request)
     hasher = hashlib.md5(usedforsecurity=False) if (verify and status == 200) else None
-    sock = socket_fd(request)
+    use_sendfile = socket_fd(request) is not None
     dev = device
     try:
         for prefix, start, stop, suffix in segments:
             if prefix:
                 await resp.write(prefix)
-            if sock is None:
+            if not use_sendfile:
                 await _copy_through_loop(srv, dev, resp, res.fd, start, stop, hasher)
             else:
                 async with quiet_transport(request, resp):
+                    # Look the socket up after the last await and dup it at
+                    # once: a connection closed meanwhile frees its fd number
+                    # for another client, who must never get these bytes.
+                    sock = socket_fd(request)
+                    if sock is None:
+                        raise SendfileError("connection closed")
                     sent = await run_hop(
                         srv.dm,
                         dev,

@@ -120,7 +120,8 @@ async def quiet_transport(request: web.Request, resp: web.StreamResponse) -> Any
     high-water mark drops to zero and ``drain`` waits for an empty buffer.
     """
     transport = request.transport
-    assert transport is not None
+    if transport is None or transport.is_closing():
+        raise SendfileError("connection closed")
     writer = resp._payload_writer  # noqa: SLF001 - aiohttp keeps headers here until a write
     if writer is not None:
         writer.send_headers()
