@@ -177,6 +177,21 @@ class Controller:
         if nodes is None:
             nodes = ring.get_part_nodes(part)
         it = self.node_iter(ring, part, nodes)
+        responses = await self.send_to_nodes(part, method, path, headers_list, it, query, body)
+        return best_response(responses, quorum_size(len(responses)), overrides)
+
+    async def send_to_nodes(
+        self,
+        part: int,
+        method: str,
+        path: str,
+        headers_list: Sequence[Mapping[str, str]],
+        it: NodeIter,
+        query: str = "",
+        body: bytes | None = None,
+    ) -> list[NodeResponse]:
+        """One request per header set, concurrently, each slot pulling the
+        next node from the shared iterator until a node answers below 500."""
         backend = self.app.backend
 
         async def one(headers: Mapping[str, str]) -> NodeResponse:
@@ -190,8 +205,7 @@ class Controller:
             return NodeResponse(503)
 
         tasks = [asyncio.ensure_future(one(h)) for h in headers_list]
-        responses = await self.gather_with_quorum(tasks, quorum_size(len(tasks)))
-        return best_response(responses, quorum_size(len(tasks)), overrides)
+        return await self.gather_with_quorum(tasks, quorum_size(len(tasks)))
 
     async def gather_with_quorum(
         self, tasks: Sequence[asyncio.Future[NodeResponse]], quorum: int

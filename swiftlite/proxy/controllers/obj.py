@@ -480,12 +480,38 @@ class ObjectController(Controller):
         base = self.backend_headers(request, additional=headers)
         base["X-Backend-Storage-Policy-Index"] = str(index)
         headers_list = [dict(base) for _ in nodes]
+        self._container_update_headers(headers_list)
         if method == "DELETE":
-            self._container_update_headers(headers_list)
-        resp = await self.make_requests(
-            request, ring, part, method, self.path, headers_list, overrides=overrides, nodes=nodes
+            resp = await self.make_requests(
+                request, ring, part, method, self.path, headers_list, overrides=overrides,
+                nodes=nodes,
+            )
+            return node_response_to_web(resp, request)
+        return node_response_to_web(
+            await self._post_to_nodes(ring, part, nodes, headers_list), request
         )
-        return node_response_to_web(resp, request)
+
+    async def _post_to_nodes(
+        self, ring: Ring, part: int, nodes: list[Node], headers_list: list[dict[str, str]]
+    ) -> NodeResponse:
+        """Swift's object POST: when the primaries disagree (some 202, some
+        404), ask as many handoffs as there were 404s, and never answer 404
+        when some node proved the object exists."""
+        it = self.node_iter(ring, part, nodes)
+        responses = await self.send_to_nodes(part, "POST", self.path, headers_list, it)
+        quorum = quorum_size(len(responses))
+        found = sum(1 for r in responses if r.status == 202)
+        missing = sum(1 for r in responses if r.status == 404)
+        if found and found < quorum:
+            quorum = quorum_size(len(nodes))
+            extra = [headers_list[i % len(headers_list)] for i in range(missing)]
+            responses.extend(await self.send_to_nodes(part, "POST", self.path, extra, it))
+        resp = best_response(responses, quorum)
+        if resp.status == 404 and found:
+            self.app.logger.info("Unable to resolve mixed results on POST: %s",
+                                 [r.status for r in responses])
+            return NodeResponse(503)
+        return resp
 
 
 class _Denied(Exception):

@@ -53,6 +53,8 @@ class FakeNode:
             self.stored[key] = (body, request.headers["X-Timestamp"])
             etag = "bad" if self.mode == "badetag" else hashlib.md5(body).hexdigest()
             return web.Response(status=201, headers={"Etag": etag})
+        if request.method == "POST":
+            return web.Response(status=202 if key in self.stored else 404)
         if request.method in ("GET", "HEAD"):
             self.gets += 1
             if key not in self.stored:
@@ -258,3 +260,18 @@ async def test_client_disconnect_aborts_backends(env: Env) -> None:
     writer.close()
     await _until(lambda: sum(n.broken for n in env.primaries) == 3)
     assert not any(n.stored for n in env.nodes.values())
+
+
+async def test_post_mixed_results_ask_handoffs(env: Env) -> None:
+    record = (b"x", "0000000001.00000")
+    env.primaries[0].stored["AUTH_a/c/o"] = record
+    env.others[0].stored["AUTH_a/c/o"] = record
+    resp = await env.client.post(OBJ_PATH, headers={"X-Object-Meta-A": "b"})
+    assert resp.status == 202
+    # With no handoff holding it, a 404 would deny what one node proved: 503.
+    del env.others[0].stored["AUTH_a/c/o"]
+    resp = await env.client.post(OBJ_PATH, headers={"X-Object-Meta-A": "b"})
+    assert resp.status == 503
+    env.primaries[0].stored.clear()
+    resp = await env.client.post(OBJ_PATH, headers={"X-Object-Meta-A": "b"})
+    assert resp.status == 404
