@@ -23,6 +23,7 @@ from swiftlite.proxy.controllers.container import ContainerController
 from swiftlite.proxy.controllers.info import InfoController
 from swiftlite.proxy.controllers.obj import ObjectController
 from swiftlite.proxy.error_limiter import ErrorLimiter
+from swiftlite.proxy.node_iter import NodeTimings
 from swiftlite.proxy.request_body import HTTPError
 from swiftlite.ring.ring import Ring
 
@@ -49,8 +50,14 @@ class ProxyApp:
             self._object_rings[policy.index] = Ring(conf.swift_dir, ring_name=policy.ring_name())
         self._background: set[asyncio.Future[Any]] = set()
         self.limiter = ErrorLimiter(conf.error_suppression_interval, conf.error_suppression_limit)
+        self.timings = NodeTimings(conf.timing_expiry)
         self.backend = Backend(
-            self.limiter, logger, conf.conn_timeout, conf.node_timeout, conf.backend_pool_size
+            self.limiter,
+            logger,
+            conf.conn_timeout,
+            conf.node_timeout,
+            conf.backend_pool_size,
+            timings=self.timings,
         )
 
     def keep_running(self, task: asyncio.Future[Any]) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +31,7 @@ from yarl import URL
 
 from swiftlite.proxy.best_response import NodeResponse
 from swiftlite.proxy.error_limiter import ErrorLimiter
+from swiftlite.proxy.node_iter import NodeTimings
 
 Node = dict[str, Any]
 
@@ -67,8 +69,10 @@ class Backend:
         conn_timeout: float = 0.5,
         node_timeout: float = 10.0,
         pool_size: int = 0,
+        timings: NodeTimings | None = None,
     ) -> None:
         self.limiter = limiter
+        self.timings = timings
         self.logger = logger
         self.conn_timeout = conn_timeout
         self.node_timeout = node_timeout
@@ -125,6 +129,7 @@ class Backend:
         node_timeout: float | None = None,
     ) -> NodeResponse:
         """One backend request with its whole body read; raises BackendFailure."""
+        started = time.monotonic()
         try:
             async with self.session.request(
                 method,
@@ -142,6 +147,8 @@ class Backend:
             self.record(node, None, exc)
             raise BackendFailure(str(exc) or type(exc).__name__) from exc
         self.record(node, result.status)
+        if self.timings is not None and method in ("GET", "HEAD"):
+            self.timings.record(node, time.monotonic() - started)
         return result
 
     async def open(
@@ -156,6 +163,7 @@ class Backend:
     ) -> aiohttp.ClientResponse:
         """Start a request and return once headers are in; the caller reads and
         releases the body. Raises BackendFailure."""
+        started = time.monotonic()
         try:
             resp = await self.session.request(
                 method,
@@ -168,6 +176,8 @@ class Backend:
             self.record(node, None, exc)
             raise BackendFailure(str(exc) or type(exc).__name__) from exc
         self.record(node, resp.status)
+        if self.timings is not None and method in ("GET", "HEAD"):
+            self.timings.record(node, time.monotonic() - started)
         return resp
 
 

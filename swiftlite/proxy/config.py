@@ -40,6 +40,8 @@ class ProxyServerConfig(ServerConfig):
     error_suppression_interval: float = 60.0
     request_node_count: str = "2 * replicas"
     sorting_method: str = "shuffle"
+    # With sorting_method timing: how long a node's measured read time counts.
+    timing_expiry: float = 300.0
     account_autocreate: bool = False
     allow_account_management: bool = False
     expose_info: bool = True

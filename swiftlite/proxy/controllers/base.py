@@ -117,6 +117,8 @@ class Controller:
                 f"x-remove-{self.server_type.lower()}-",
                 "x-versions-",
                 "x-history-",
+                "x-remove-versions-",
+                "x-remove-history-",
             )
             for key, value in request.headers.items():
                 if key.lower().startswith(prefixes):
@@ -151,6 +153,7 @@ class Controller:
             node_count=conf.node_count(replicas),
             primaries=nodes,
             sorting_method=conf.sorting_method,
+            timings=self.app.timings,
         )
 
     # -- writes to several nodes -------------------------------------------

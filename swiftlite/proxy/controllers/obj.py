@@ -142,6 +142,10 @@ class ObjectController(Controller):
 
     async def GET(self, request: web.Request) -> web.StreamResponse:
         info = await self.container_info(request)
+        if info.status >= 500:
+            # As Swift: without the container's policy we cannot know where
+            # to look, and a guess could answer a wrong 404.
+            raise HTTPError(503)
         request["swift.acl"] = info.headers.get("X-Container-Read")
         denial = await self.authorize(request)
         if denial is not None:

@@ -10,7 +10,7 @@ import pytest
 
 from swiftlite.common.hashing import set_hash_path_secrets
 from swiftlite.proxy.error_limiter import ErrorLimiter
-from swiftlite.proxy.node_iter import NodeIter
+from swiftlite.proxy.node_iter import NodeIter, NodeTimings
 from swiftlite.ring.builder import RingBuilder
 from swiftlite.ring.ring import Ring
 
@@ -89,3 +89,19 @@ def test_error_limiter_threshold_and_expiry() -> None:
     assert limiter.count(node) == 0
     limiter.limit(other)  # a 507: at once
     assert limiter.is_limited(other)
+
+
+def test_timing_sort_puts_slow_nodes_last_until_expiry(ring: Ring) -> None:
+    clock = Clock()
+    timings = NodeTimings(expiry=300, clock=clock)
+    part = 5
+    primaries = ring.get_part_nodes(part)
+    timings.record(primaries[0], 2.5)
+    timings.record(primaries[1], 0.01)
+    for _ in range(10):
+        got = [n["id"] for n in NodeIter(ring, part, ErrorLimiter(), node_count=3,
+                                         sorting_method="timing", timings=timings)]
+        # Unknown first, then fast, then slow.
+        assert got == [primaries[2]["id"], primaries[1]["id"], primaries[0]["id"]]
+    clock.now += 301
+    assert timings.get(primaries[0]) == -1.0

@@ -57,6 +57,8 @@ class FakeNode:
             return web.Response(status=202 if key in self.stored else 404)
         if request.method in ("GET", "HEAD"):
             self.gets += 1
+            if self.mode == "slow":
+                await asyncio.sleep(0.2)
             if key not in self.stored:
                 return web.Response(status=404)
             body, ts = self.stored[key]
@@ -275,3 +277,18 @@ async def test_post_mixed_results_ask_handoffs(env: Env) -> None:
     env.primaries[0].stored.clear()
     resp = await env.client.post(OBJ_PATH, headers={"X-Object-Meta-A": "b"})
     assert resp.status == 404
+
+
+async def test_timing_sort_avoids_a_slow_node(env: Env) -> None:
+    env.client.app[PROXY_KEY].conf.sorting_method = "timing"
+    assert (await env.client.put(OBJ_PATH, data=b"t")).status == 201
+    slow = env.primaries[0]
+    slow.mode = "slow"
+    # Until every primary has a timing, unknown nodes go first; after that
+    # the slow one is asked only if the others fail.
+    for _ in range(4):
+        assert await (await env.client.get(OBJ_PATH)).read() == b"t"
+    before = slow.gets
+    for _ in range(10):
+        assert await (await env.client.get(OBJ_PATH)).read() == b"t"
+    assert slow.gets == before
