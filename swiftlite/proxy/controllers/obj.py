@@ -294,16 +294,18 @@ class ObjectController(Controller):
         err = check_metadata(request.headers, "object", constraints)
         if err:
             raise HTTPError(400, err)
-        inm = request.headers.get("If-None-Match")
-        if inm is not None and inm.strip() != "*":
-            raise HTTPError(400, "If-None-Match only supports *")
-        if "Content-Type" not in headers:
+        if "Content-Type" not in headers or header_true(headers, "X-Detect-Content-Type"):
+            headers.pop("X-Detect-Content-Type", None)
             guessed = mimetypes.guess_type(self.obj)[0]
             headers["Content-Type"] = guessed or "application/octet-stream"
         self._check_delete_headers(request, headers)
         return length
 
     async def PUT(self, request: web.Request) -> web.StreamResponse:
+        inm = request.headers.get("If-None-Match")
+        if inm is not None and "*" not in inm:
+            # Checked first, as Swift does: an ETag here is never supported.
+            return swift_response(400, "If-None-Match only supports *", content_type="text/plain")
         try:
             info = await self._container_or_404(request)
         except _Denied as denied:
