@@ -47,8 +47,6 @@ class PendingBatcher:
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        # If the caller goes away, nobody awaits fut: mark its error retrieved.
-        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _Queue()
@@ -60,7 +58,9 @@ class PendingBatcher:
             task = loop.create_task(self._drain(key, queue, run_batch))
             queue.tasks.add(task)
             task.add_done_callback(queue.tasks.discard)
-        await asyncio.shield(fut)
+        # Not shielded: a caller that goes away cancels only its own future;
+        # its item stays queued and the batch (and the others) go on.
+        await fut
 
     async def _drain(self, key: str, queue: _Queue, run_batch: BatchRunner) -> None:
         try:
