@@ -45,6 +45,11 @@ class ObjectServerConfig(ServerConfig):
     # Serve replication verbs: None = on both ports, True = only replication
     # verbs on this server, False = no replication verbs.
     replication_server: bool | None = None
+    # Temp files (of writes that never finished, e.g. a killed process)
+    # older than this are removed; the age keeps in-flight writes safe.
+    tmp_max_age: float = 86400.0
+    # Seconds between sweeps of the devices' temp dirs (one at start-up).
+    tmp_sweep_interval: float = 3600.0
     # Log one line per request (at debug level for replication verbs).
     log_requests: bool = True
 

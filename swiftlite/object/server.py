@@ -21,6 +21,7 @@ application, the dispatch and the error mapping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from swiftlite.common.daemon import load_or_exit, parse_args, run_server
 from swiftlite.common.devices import DeviceError, DeviceManager, device_error_response
 from swiftlite.common.http import swift_response
 from swiftlite.common.logs import get_logger, set_txn_id, txn_id
+from swiftlite.object import tmp_sweep
 from swiftlite.object.config import ObjectServerConfig
 from swiftlite.object.disk_ops import Refused
 from swiftlite.object.diskfile import (
@@ -127,10 +129,28 @@ class ObjectServer:
         # proxy never sends a body that would be refused: the PUT handler
         # sends the 100 itself once its checks pass.
         app.router.add_route("*", "/{tail:.*}", self.handle, expect_handler=_no_expect)
+        app.on_startup.append(self._start_background)
         app.on_cleanup.append(self._cleanup)
         return app
 
+    async def _start_background(self, app: web.Application) -> None:
+        self._sweeper = asyncio.create_task(
+            tmp_sweep.sweep_forever(
+                self.dm,
+                self.mgr,
+                [p.index for p in self.cluster.policies],
+                self.conf.tmp_max_age,
+                self.conf.tmp_sweep_interval,
+                self.logger,
+            )
+        )
+
     async def _cleanup(self, app: web.Application) -> None:
+        sweeper = getattr(self, "_sweeper", None)
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await self.updater.close()
         self.dm.close()
 

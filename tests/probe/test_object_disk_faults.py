@@ -1,9 +1,12 @@
-"""Object server under disk faults: a really stalled disk."""
+"""Object server under disk faults: a really stalled disk, a killed PUT."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -110,3 +113,49 @@ def test_stalled_disk_costs_only_its_own_requests(start_server):
     assert put(server, "/sda/0/a/c/after") == 201
     status, _, body = server.request("GET", "/sda/0/a/c/after")
     assert status == 200 and body == BODY
+
+
+def test_sigkill_mid_put_leaves_no_visible_object(start_server):
+    server = start_server("object")
+    total = 4 * 1024 * 1024
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    ts = f"{time.time():016.5f}"
+    sock.sendall(
+        (
+            f"PUT /sda/0/a/c/half HTTP/1.1\r\nHost: x\r\nX-Timestamp: {ts}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
+        ).encode()
+    )
+    sock.sendall(b"y" * (total // 2))
+    tmpdir = server.devices / "sda" / "tmp"
+    deadline = time.monotonic() + 30
+    while not (tmpdir.is_dir() and any(tmpdir.iterdir())):
+        assert time.monotonic() < deadline, "no temp file appeared"
+        time.sleep(0.02)
+    # Let the half body reach the temp file, then kill the server outright.
+    time.sleep(0.2)
+    server.kill(signal.SIGKILL)
+    sock.close()
+    leftovers = list(tmpdir.iterdir())
+    assert leftovers, "expected the killed PUT's temp file"
+    assert data_files(server.devices) == []
+
+    # Age the leftover as if it were a day old, then start the server again
+    # on the same devices: the object is not there, and the sweep removes it.
+    old = time.time() - 2 * 86400
+    for f in leftovers:
+        os.utime(f, (old, old))
+    fresh = start_server("object", name="node1", bind_port=server.port)
+    status, _, _ = fresh.request("GET", "/sda/0/a/c/half")
+    assert status == 404
+    deadline = time.monotonic() + 30
+    while any(f.exists() for f in leftovers):
+        assert time.monotonic() < deadline, "stale temp file was never cleaned"
+        time.sleep(0.1)
+    # A complete PUT of the same name works and reads back whole.
+    body = os.urandom(65536)
+    assert put(fresh, "/sda/0/a/c/half", body=body) == 201
+    status, headers, got = fresh.request("GET", "/sda/0/a/c/half")
+    assert status == 200 and got == body
+    etag = {k.lower(): v for k, v in headers.items()}["etag"]
+    assert etag.strip('"') == hashlib.md5(body).hexdigest()
