@@ -13,3 +13,11 @@ def test_cluster_sample_loads():
     assert conf.default_policy.index == 0
     assert conf.constraints.max_file_size == 5368709122
     hashing.set_hash_path_secrets(b"", b"")
+
+
+def test_object_server_sample_loads():
+    from swiftlite.object.config import ObjectServerConfig
+
+    conf = load_config(str(ETC / "object-server.yaml"), ObjectServerConfig)
+    assert conf.bind_port == 6200
+    assert conf.tmp_max_age == 86400
