@@ -281,14 +281,25 @@ class ContainerOps:
         params: ListingParams,
         requested_policy: int | None,
         allow_reserved: bool,
+        shard_format: str | None = None,
     ) -> tuple[Result, list[dict[str, Any]]]:
-        """The listing records (not yet formatted: that happens in the server)."""
+        """The listing records (not yet formatted: that happens in the server).
+
+        With ``shard_format`` (a request for shard ranges) the answer is
+        Swift's for a container that was never sharded: no ranges.
+        """
         self.check(device, space=False)
         with self.broker(device, part, account, container, read=True) as broker:
             info, is_deleted = broker.get_info_is_deleted()
             headers = info_headers(info, is_deleted)
             if is_deleted:
                 return Result(404, headers), []
+            if shard_format is not None:
+                headers["X-Backend-Record-Type"] = "shard"
+                headers["X-Backend-Record-Shard-Format"] = shard_format
+                headers.update(metadata_headers(broker.metadata))
+                headers["Last-Modified"] = http_date(headers["X-PUT-Timestamp"])
+                return Result(200, headers, info=info), []
             policy = (
                 requested_policy
                 if requested_policy is not None

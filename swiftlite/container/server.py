@@ -345,6 +345,9 @@ class ContainerServer:
                 raise HTTPError(400, err)
         if obj:
             return await self.object_update(request, device, part, account, container, obj, ts)
+        if headers.get("X-Backend-Record-Type", "").lower() == "shard":
+            # Shard-range PUTs come from Swift's sharder: not supported.
+            raise HTTPError(501, "shard ranges are not supported", TEXT_PLAIN)
         requested = self.policy_index(headers)
         if requested is None:
             default = headers.get("X-Backend-Storage-Policy-Default")
@@ -436,6 +439,12 @@ class ContainerServer:
         allow_reserved = config_true_value(
             request.headers.get("X-Backend-Allow-Reserved-Names", "")
         )
+        # Swift proxies and sharders may ask for shard ranges; swiftlite does
+        # not shard (yet), so the answer is Swift's for an unsharded container.
+        shard_format = None
+        if request.headers.get("X-Backend-Record-Type", "").lower() == "shard":
+            wanted = request.headers.get("X-Backend-Record-Shard-Format", "full").lower()
+            shard_format = "namespace" if wanted == "namespace" else "full"
         result, records = await self.on_device(
             device,
             "read",
@@ -447,6 +456,7 @@ class ContainerServer:
             params,
             requested,
             allow_reserved,
+            shard_format,
         )
         if result.status == 404:
             return respond(404, headers=result.headers)

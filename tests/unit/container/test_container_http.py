@@ -699,3 +699,14 @@ async def test_event_loop_never_blocks(client: Any) -> None:
         assert post.status == 204
         assert (await client.put("/sda1/0/.auto/c/o", headers=obj_headers(52))).status == 201
         assert (await client.delete("/sda1/0/a/c", headers={"X-Timestamp": ts(53)})).status == 409
+
+
+async def test_shard_range_requests_match_swift_for_unsharded(pair: Pair) -> None:
+    await populate(pair)
+    for fmt in ("", "format=json", "format=xml"):
+        for extra in ({}, {"X-Backend-Record-Shard-Format": "namespace"}):
+            headers = {"X-Backend-Record-Type": "shard", **extra}
+            await pair.both("GET", "/sda1/0/a/c", headers, fmt)
+    await pair.both("GET", "/sda1/0/a/c", {"X-Backend-Record-Type": "auto"}, "format=json")
+    await pair.both("GET", "/sda1/0/a/nope", {"X-Backend-Record-Type": "shard"}, "format=json")
+    pair.check()
