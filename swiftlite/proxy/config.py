@@ -45,6 +45,21 @@ class ProxyServerConfig(ServerConfig):
     account_autocreate: bool = False
     allow_account_management: bool = False
     expose_info: bool = True
+    # Headers only an account owner (request["swift_owner"], set by auth)
+    # may see or set on accounts and containers.
+    swift_owner_headers: list[str] = dataclasses.field(
+        default_factory=lambda: [
+            "x-container-read",
+            "x-container-write",
+            "x-container-sync-key",
+            "x-container-sync-to",
+            "x-account-meta-temp-url-key",
+            "x-account-meta-temp-url-key-2",
+            "x-container-meta-temp-url-key",
+            "x-container-meta-temp-url-key-2",
+            "x-account-access-control",
+        ]
+    )
     object_chunk_size: int = 65536
     client_chunk_size: int = 65536
     # Total connections the backend pool keeps open (0: no limit).

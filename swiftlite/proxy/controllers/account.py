@@ -3,7 +3,10 @@ DELETE when ``allow_account_management`` is on."""
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
+from multidict import CIMultiDict
 
 from swiftlite.common.constraints import check_metadata
 from swiftlite.common.http import swift_response
@@ -17,6 +20,23 @@ from swiftlite.common.timestamp import Timestamp
 from swiftlite.proxy.best_response import NodeResponse
 from swiftlite.proxy.controllers.base import Controller, node_response_to_web
 from swiftlite.proxy.request_body import HTTPError
+
+ACL_SYSMETA = "X-Account-Sysmeta-Core-Access-Control"
+ACL_HEADER = "X-Account-Access-Control"
+
+
+def add_acls_from_sys_metadata(headers: CIMultiDict[str]) -> None:
+    """Show the account ACL kept in sysmeta (where auth put it) as the
+    client-facing ``X-Account-Access-Control`` (Swift's v2 ACL JSON)."""
+    raw = headers.pop(ACL_SYSMETA, None)
+    if raw is None or raw == "":
+        return
+    try:
+        acl = json.loads(raw)
+    except ValueError:
+        return
+    if isinstance(acl, dict) and acl:
+        headers[ACL_HEADER] = json.dumps(acl, separators=(",", ":"), sort_keys=True)
 
 
 class AccountController(Controller):
@@ -49,7 +69,12 @@ class AccountController(Controller):
         )
         if resp.status == 404 and self.app.conf.account_autocreate:
             return self._fake_empty_account(request)
-        return node_response_to_web(resp, request)
+        out = node_response_to_web(resp, request)
+        if self.is_owner(request):
+            add_acls_from_sys_metadata(out.headers)
+        else:
+            self.drop_owner_headers(request, out.headers)
+        return out
 
     def _fake_empty_account(self, request: web.Request) -> web.StreamResponse:
         """What Swift answers for an account that would be created on first
@@ -89,14 +114,18 @@ class AccountController(Controller):
         if resp.status == 404 and self.app.conf.account_autocreate:
             await self.autocreate_account(request, self.account)
             resp = await self._write(request, "POST")
-        return node_response_to_web(resp, request)
+        out = node_response_to_web(resp, request)
+        add_acls_from_sys_metadata(out.headers)
+        return out
 
     async def PUT(self, request: web.Request) -> web.StreamResponse:
         self._check_name()
         self._check_meta(request)
         resp = await self._write(request, "PUT")
         self.clear_info(request, self.account)
-        return node_response_to_web(resp, request)
+        out = node_response_to_web(resp, request)
+        add_acls_from_sys_metadata(out.headers)
+        return out
 
     async def DELETE(self, request: web.Request) -> web.StreamResponse:
         # Swift refuses a query string here: it could be a mistyped listing.
@@ -110,6 +139,8 @@ class AccountController(Controller):
         ring = self.app.account_ring
         part, nodes = ring.get_nodes(self.account)
         headers = self.backend_headers(request, transfer=True)
+        if method == "DELETE":
+            headers = self.backend_headers(request)
         return await self.make_requests(
             request, ring, part, method, self.path, [headers] * len(nodes), nodes=nodes
         )

@@ -143,6 +143,18 @@ class Controller:
             result = await result
         return result  # type: ignore[no-any-return]
 
+    def is_owner(self, request: web.Request) -> bool:
+        return bool(request.get("swift_owner"))
+
+    def drop_owner_headers(self, request: web.Request, headers: Any) -> None:
+        """Remove owner-only headers (request dicts or response headers)
+        unless an auth middleware marked the request ``swift_owner``."""
+        if self.is_owner(request):
+            return
+        owner = {h.lower() for h in self.app.conf.swift_owner_headers}
+        for key in [k for k in headers if k.lower() in owner]:
+            headers.pop(key, None)
+
     def node_iter(self, ring: Ring, part: int, nodes: list[Node] | None = None) -> NodeIter:
         conf = self.app.conf
         replicas = len(nodes) if nodes is not None else int(ring.replica_count)

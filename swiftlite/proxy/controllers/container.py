@@ -50,6 +50,7 @@ class ContainerController(Controller):
         if denial is not None:
             return denial
         out = node_response_to_web(resp, request)
+        self.drop_owner_headers(request, out.headers)
         index = resp.headers.get("X-Backend-Storage-Policy-Index")
         if index is not None and 200 <= resp.status < 300:
             policy = self.app.cluster.get_policy(int(index)) if index.isdigit() else None
@@ -125,6 +126,17 @@ class ContainerController(Controller):
             raise HTTPError(404)
         return node_response_to_web(resp, request)
 
+    def _clean_acls(self, request: web.Request, headers: dict[str, str]) -> None:
+        """Let the auth middleware normalise (or refuse) container ACLs."""
+        clean = request.get("swift.clean_acl")
+        if clean is None:
+            return
+        for key in [k for k in headers if k.lower() in ("x-container-read", "x-container-write")]:
+            try:
+                headers[key] = clean(key.lower(), headers[key])
+            except ValueError as exc:
+                raise HTTPError(400, str(exc)) from None
+
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         denial = await self.authorize(request)
         if denial is not None:
@@ -140,9 +152,12 @@ class ContainerController(Controller):
     ) -> NodeResponse:
         ring = self.app.container_ring
         part, nodes = ring.get_nodes(self.account, self.container)
-        headers_list = [
-            self.backend_headers(request, additional=extra, transfer=True) for _ in nodes
-        ]
+        transfer = method != "DELETE"
+        base = self.backend_headers(request, additional=extra, transfer=transfer)
+        if transfer:
+            self.drop_owner_headers(request, base)
+            self._clean_acls(request, base)
+        headers_list = [dict(base) for _ in nodes]
         if account_updates and headers_list:
             apart, anodes = self.app.account_ring.get_nodes(self.account)
             # Each account replica is named by one container node, round robin.

@@ -88,8 +88,24 @@ class FakeNode:
 
 
 class FakeContainer:
+    """Container (and account) server: everything exists, with owner-only headers."""
+
+    def __init__(self) -> None:
+        self.headers_seen: list[dict[str, str]] = []
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(status=204, headers={"X-Backend-Storage-Policy-Index": "0"})
+        self.headers_seen.append(dict(request.headers))
+        if request.method in ("PUT", "POST"):
+            return web.Response(status=201 if request.method == "PUT" else 204)
+        return web.Response(
+            status=204,
+            headers={
+                "X-Backend-Storage-Policy-Index": "0",
+                "X-Container-Read": ".r:*",
+                "X-Container-Meta-Color": "red",
+                "X-Account-Sysmeta-Core-Access-Control": '{"read-only":["bob"],"admin":[]}',
+            },
+        )
 
 
 def build_ring(path: Path, ports: list[int], replicas: int) -> None:
@@ -108,6 +124,7 @@ class Env:
         _part, primaries = ring.get_nodes("AUTH_a", "c", "o")
         self.primaries = [nodes[n["port"]] for n in primaries]
         self.others = [n for n in nodes.values() if n not in self.primaries]
+        self.container = FakeContainer()
 
 
 @pytest.fixture
@@ -123,7 +140,8 @@ async def env(tmp_path: Path, aiohttp_client: Any) -> Env:
         assert server.port is not None
         nodes[server.port] = node
     capp = web.Application()
-    capp.router.add_route("*", "/{tail:.*}", FakeContainer().handle)
+    fake_container = FakeContainer()
+    capp.router.add_route("*", "/{tail:.*}", fake_container.handle)
     cserver = TestServer(capp, host="127.0.0.1")
     await cserver.start_server()
     assert cserver.port is not None
@@ -138,6 +156,7 @@ async def env(tmp_path: Path, aiohttp_client: Any) -> Env:
     client = await aiohttp_client(app)
     set_hash_path_secrets("p", "s")
     env = Env(client, nodes, Ring(str(tmp_path / "object.ring.gz")))
+    env.container = fake_container
     yield env
     await cserver.close()
 
@@ -321,3 +340,31 @@ async def test_subrequest_puts_with_bytes_and_iterator_bodies(env: Env) -> None:
     assert resp.status == 201
     stored = [n.stored.get("AUTH_a/c/o two") for n in env.nodes.values()]
     assert [s[0] for s in stored if s] == [b"from an iterator"] * 3
+
+
+@pytest.mark.parametrize("owner", [False, True])
+async def test_owner_only_headers(env: Env, owner: bool) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    proxy = env.client.app[PROXY_KEY]
+
+    def req(method: str, path: str, headers: dict[str, str] | None = None) -> web.Request:
+        r = make_mocked_request(method, path, headers=headers or {})
+        if owner:
+            r["swift_owner"] = True
+        r["swift.clean_acl"] = lambda name, value: value.replace(" ", "")
+        return r
+
+    resp = await proxy.handle(req("HEAD", "/v1/AUTH_a/c"))
+    assert resp.headers["X-Container-Meta-Color"] == "red"
+    assert ("X-Container-Read" in resp.headers) is owner
+    resp = await proxy.handle(req("HEAD", "/v1/AUTH_a"))
+    if owner:
+        assert resp.headers["X-Account-Access-Control"] == '{"admin":[],"read-only":["bob"]}'
+    else:
+        assert "X-Account-Access-Control" not in resp.headers
+    env.container.headers_seen.clear()
+    resp = await proxy.handle(req("POST", "/v1/AUTH_a/c", {"X-Container-Read": ".r:*, .rlistings"}))
+    assert resp.status == 204
+    sent = [h.get("X-Container-Read") for h in env.container.headers_seen if "X-Container-Read" in h]
+    assert sent == ([".r:*,.rlistings"] if owner else [])
