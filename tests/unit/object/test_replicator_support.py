@@ -142,8 +142,9 @@ def ts(offset: float = 0.0) -> str:
 
 
 def write_ring(path: str, ports: list[int], devices: list[str], primaries: int) -> Ring:
-    """Part power 0 (one partition, 0): devices 0..primaries-1 hold it, the rest
-    are handoffs."""
+    """Part power 1; the tests use partition 0, held by devices 0..primaries-1
+    (the rest are its handoffs). Objects are placed in partition 0 whatever
+    their names hash to: the replicator goes by directories."""
     devs: list[dict[str, Any] | None] = [
         {
             "id": i,
@@ -159,8 +160,10 @@ def write_ring(path: str, ports: list[int], devices: list[str], primaries: int) 
         }
         for i, (port, dev) in enumerate(zip(ports, devices, strict=True))
     ]
-    rows = [array.array("H", [r]) for r in range(primaries)]
-    RingData(rows, devs, 32).save(path)
+    # Partition 1 only gives get_more_nodes(0) a handoff to walk to.
+    count = len(devices)
+    rows = [array.array("H", [r, (r + primaries) % count]) for r in range(primaries)]
+    RingData(rows, devs, 31).save(path)
     return Ring(path)
 
 
