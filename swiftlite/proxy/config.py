@@ -45,6 +45,10 @@ class ProxyServerConfig(ServerConfig):
     account_autocreate: bool = False
     allow_account_management: bool = False
     expose_info: bool = True
+    # Seconds account/container info stays in the shared cache (the cache
+    # middleware's request["swift.cache"]); 0 disables. Misses: a tenth.
+    recheck_account_existence: float = 60.0
+    recheck_container_existence: float = 60.0
     # Headers only an account owner (request["swift_owner"], set by auth)
     # may see or set on accounts and containers.
     swift_owner_headers: list[str] = dataclasses.field(

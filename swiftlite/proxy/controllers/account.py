@@ -114,6 +114,7 @@ class AccountController(Controller):
         if resp.status == 404 and self.app.conf.account_autocreate:
             await self.autocreate_account(request, self.account)
             resp = await self._write(request, "POST")
+        await self.clear_info(request, self.account)
         out = node_response_to_web(resp, request)
         add_acls_from_sys_metadata(out.headers)
         return out
@@ -122,7 +123,7 @@ class AccountController(Controller):
         self._check_name()
         self._check_meta(request)
         resp = await self._write(request, "PUT")
-        self.clear_info(request, self.account)
+        await self.clear_info(request, self.account)
         out = node_response_to_web(resp, request)
         add_acls_from_sys_metadata(out.headers)
         return out
@@ -132,7 +133,7 @@ class AccountController(Controller):
         if request.rel_url.raw_query_string:
             raise HTTPError(400, "DELETE with query string")
         resp = await self._write(request, "DELETE")
-        self.clear_info(request, self.account)
+        await self.clear_info(request, self.account)
         return node_response_to_web(resp, request)
 
     async def _write(self, request: web.Request, method: str) -> NodeResponse:

@@ -324,10 +324,28 @@ class Controller:
             "User-Agent": f"proxy-server {os.getpid()}",
             "Referer": f"HEAD {request.url}",
         }
-        if header_true(request.headers, "X-Newest"):
+        newest = header_true(request.headers, "X-Newest")
+        shared = request.get("swift.cache")
+        shared_key = "swiftlite/info" + key
+        if shared is not None and not newest:
+            found = await shared.get(shared_key)
+            if isinstance(found, dict) and isinstance(found.get("status"), int):
+                resp = NodeResponse(found["status"], "", b"", CIMultiDict(found.get("headers", {})))
+                cache[key] = resp
+                return resp
+        if newest:
             headers["X-Newest"] = "true"
         resp = await self.get_from_nodes(request, ring, part, "HEAD", key, headers)
         cache[key] = resp
+        if shared is not None and (is_success(resp.status) or resp.status == 404):
+            conf = self.app.conf
+            ttl = conf.recheck_container_existence if container else conf.recheck_account_existence
+            if resp.status == 404:
+                # As Swift: a miss is rechecked ten times as often as a hit.
+                ttl *= 0.1
+            if ttl > 0:
+                value = {"status": resp.status, "headers": dict(resp.headers.items())}
+                await shared.set(shared_key, value, time=ttl)
         return resp
 
     async def autocreate_account(self, request: web.Request, account: str) -> None:
@@ -343,14 +361,21 @@ class Controller:
         resp = await self.make_requests(
             request, ring, part, "PUT", f"/{account}", [headers] * len(nodes), nodes=nodes
         )
-        self.clear_info(request, account)
+        await self.clear_info(request, account)
         if not (is_success(resp.status) or resp.status == 409):
             self.app.logger.warning("could not autocreate account %r (%d)", account, resp.status)
 
-    def clear_info(self, request: web.Request, account: str, container: str | None = None) -> None:
+    async def clear_info(
+        self, request: web.Request, account: str, container: str | None = None
+    ) -> None:
+        """Forget cached account/container info after changing it."""
+        key = f"/{account}" + (f"/{container}" if container else "")
         cache = request.get("swift.infocache")
         if cache:
-            cache.pop(f"/{account}" + (f"/{container}" if container else ""), None)
+            cache.pop(key, None)
+        shared = request.get("swift.cache")
+        if shared is not None:
+            await shared.delete("swiftlite/info" + key)
 
     def container_policy_index(self, info: NodeResponse) -> str:
         return str(info.headers.get("X-Backend-Storage-Policy-Index", "0"))

@@ -97,7 +97,7 @@ class ContainerController(Controller):
         if denial is not None:
             return denial
         resp = await self._write(request, "PUT", policy_headers)
-        self.clear_info(request, self.account, self.container)
+        await self.clear_info(request, self.account, self.container)
         return node_response_to_web(resp, request)
 
     async def POST(self, request: web.Request) -> web.StreamResponse:
@@ -109,7 +109,7 @@ class ContainerController(Controller):
         if denial is not None:
             return denial
         resp = await self._write(request, "POST", {}, account_updates=False)
-        self.clear_info(request, self.account, self.container)
+        await self.clear_info(request, self.account, self.container)
         return node_response_to_web(resp, request)
 
     async def DELETE(self, request: web.Request) -> web.StreamResponse:
@@ -120,7 +120,7 @@ class ContainerController(Controller):
         if denial is not None:
             return denial
         resp = await self._write(request, "DELETE", {})
-        self.clear_info(request, self.account, self.container)
+        await self.clear_info(request, self.account, self.container)
         if resp.status == 202:
             # No container server had it (Swift's reading of an all-202 answer).
             raise HTTPError(404)

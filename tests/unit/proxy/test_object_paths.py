@@ -368,3 +368,30 @@ async def test_owner_only_headers(env: Env, owner: bool) -> None:
     assert resp.status == 204
     sent = [h.get("X-Container-Read") for h in env.container.headers_seen if "X-Container-Read" in h]
     assert sent == ([".r:*,.rlistings"] if owner else [])
+
+
+async def test_container_info_is_cached_in_swift_cache(env: Env) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from swiftlite.common.memcache import LocalCache
+
+    proxy = env.client.app[PROXY_KEY]
+    shared = LocalCache()
+
+    def req(method: str, path: str) -> web.Request:
+        r = make_mocked_request(method, path)
+        r["swift.cache"] = shared
+        return r
+
+    def heads() -> int:
+        return sum(1 for h in env.container.headers_seen if "X-Newest" not in h)
+
+    env.container.headers_seen.clear()
+    for _ in range(3):
+        assert (await proxy.handle(req("HEAD", OBJ_PATH))).status == 404
+    assert heads() == 1
+    # Changing the container forgets what was cached.
+    assert (await proxy.handle(req("POST", "/v1/AUTH_a/c"))).status == 204
+    seen = len(env.container.headers_seen)
+    assert (await proxy.handle(req("HEAD", OBJ_PATH))).status == 404
+    assert len(env.container.headers_seen) == seen + 1
