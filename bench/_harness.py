@@ -240,6 +240,30 @@ class ServerProc:
         except OSError:
             return False
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in the server's process group.
+
+        The group is the one ``start`` created (parent and workers, all their
+        threads), so this is the server's whole CPU cost, disk threads included.
+        """
+        if self.proc is None:
+            return 0.0
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fp:
+                    stat = fp.read()
+            except OSError:
+                continue
+            # Fields after the ")" of the command name: state is [0], pgrp [2],
+            # utime [11], stime [12].
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == self.proc.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def check_alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             code = None if self.proc is None else self.proc.returncode
@@ -301,6 +325,8 @@ class Result:
     payload_bytes: int
     errors: int
     first_error: str | None = None
+    #: CPU seconds the server spent during the run (None: not measured).
+    server_cpu: float | None = None
 
     @property
     def ops_s(self) -> float:
@@ -324,6 +350,11 @@ class Result:
             "mb_s": round(self.mb_s, 2),
             "p50_ms": round(self.pct(50) * 1000, 3),
             "p99_ms": round(self.pct(99) * 1000, 3),
+            "cpu_ms_op": (
+                round(self.server_cpu * 1000 / self.n, 4)
+                if self.server_cpu is not None and self.n
+                else None
+            ),
         }
 
 
@@ -351,6 +382,7 @@ async def run_load(
     concurrency: int,
     ok_status: Sequence[int],
     timeout: float = 120.0,
+    cpu: Callable[[], float] | None = None,
 ) -> Result:
     """Send ``make_req(0..n-1)`` with ``concurrency`` keep-alive connections.
 
@@ -399,10 +431,13 @@ async def run_load(
     async with aiohttp.ClientSession(
         connector=connector, timeout=client_timeout, auto_decompress=False
     ) as session:
+        cpu0 = cpu() if cpu else 0.0
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(min(concurrency, n))))
         elapsed = time.perf_counter() - t0
+        server_cpu = cpu() - cpu0 if cpu else None
     return Result(
+        server_cpu=server_cpu,
         n=n,
         concurrency=concurrency,
         elapsed=elapsed,
@@ -463,7 +498,11 @@ def big_transfer(port: int, req: Req, buf: bytearray) -> tuple[int, int]:
 
 
 def run_big_load(
-    port: int, make_req: Callable[[int], Req], n: int, ok_status: Sequence[int]
+    port: int,
+    make_req: Callable[[int], Req],
+    n: int,
+    ok_status: Sequence[int],
+    cpu: Callable[[], float] | None = None,
 ) -> Result:
     """``n`` large-object requests one after another (concurrency 1), blocking sockets."""
     buf = bytearray(4 << 20)
@@ -471,6 +510,7 @@ def run_big_load(
     errors = 0
     payload = 0
     first_error: str | None = None
+    cpu0 = cpu() if cpu else 0.0
     t_start = time.perf_counter()
     for i in range(n):
         req = make_req(i)
@@ -486,10 +526,12 @@ def run_big_load(
         else:
             errors += 1
             first_error = first_error or f"{req.method} {req.path}: status {status}"
+    elapsed = time.perf_counter() - t_start
     return Result(
+        server_cpu=cpu() - cpu0 if cpu else None,
         n=n,
         concurrency=1,
-        elapsed=time.perf_counter() - t_start,
+        elapsed=elapsed,
         latencies=latencies,
         payload_bytes=payload,
         errors=errors,
@@ -529,8 +571,9 @@ def median_summary(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not results:
         return {}
     out: dict[str, Any] = {"rounds": len(results)}
-    for key in ("ops_s", "mb_s", "p50_ms", "p99_ms", "elapsed_s"):
-        out[key] = round(statistics.median(r[key] for r in results), 3)
+    for key in ("ops_s", "mb_s", "p50_ms", "p99_ms", "elapsed_s", "cpu_ms_op"):
+        values = [r[key] for r in results if r.get(key) is not None]
+        out[key] = round(statistics.median(values), 4) if values else None
     out["errors"] = sum(r["errors"] for r in results)
     errs = [r["first_error"] for r in results if r.get("first_error")]
     out["first_error"] = errs[0] if errs else None

@@ -165,7 +165,13 @@ async def setup(base_url: str) -> None:
         raise h.ServerFailed(f"warm-up: {res['first_error']}")
 
 
-async def updates(base_url: str, n: int, tag: str, container: str = CONTAINER) -> dict[str, Any]:
+async def updates(
+    base_url: str,
+    n: int,
+    tag: str,
+    container: str = CONTAINER,
+    cpu: Callable[[], float] | None = None,
+) -> dict[str, Any]:
     names = [f"upd/{tag}/{uuid.uuid4().hex}" for _ in range(n)]
     cpath = container_path(container)
 
@@ -179,8 +185,11 @@ async def updates(base_url: str, n: int, tag: str, container: str = CONTAINER) -
         }
         return h.Req("PUT", f"{cpath}/{names[i]}", headers)
 
+    cpu0 = cpu() if cpu else 0.0
     res = await h.run_load(base_url, make, n, 32, [201])
     _count, flush = await head_count(base_url, container)
+    # Server CPU per row, the flushing HEAD (the commit) included.
+    res.server_cpu = cpu() - cpu0 if cpu else None
     out = res.summary()
     out["flush_ms"] = round(flush * 1000, 3)
     # The headline rate: rows accepted and committed per second.
@@ -201,7 +210,9 @@ def listings(rows: int) -> dict[str, tuple[str, int]]:
     }
 
 
-async def listing(base_url: str, query: str, expect: int, reps: int) -> dict[str, Any]:
+async def listing(
+    base_url: str, query: str, expect: int, reps: int, cpu: Callable[[], float] | None = None
+) -> dict[str, Any]:
     """``reps`` listings one at a time; the first answer's entry count is checked."""
     url = base_url + container_path() + query
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
@@ -210,7 +221,7 @@ async def listing(base_url: str, query: str, expect: int, reps: int) -> dict[str
             raise h.ServerFailed(f"listing {query} answered {resp.status}")
         entries = json.loads(body)
     path = container_path() + query
-    res = await h.run_load(base_url, lambda i: h.Req("GET", path, {}), reps, 1, [200])
+    res = await h.run_load(base_url, lambda i: h.Req("GET", path, {}), reps, 1, [200], cpu=cpu)
     out = res.summary()
     out["entries"] = len(entries)
     if len(entries) != expect:
@@ -350,7 +361,9 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                         report,
                         s,
                         f"updates at {level}",
-                        lambda s=s, tag=tag: h.run(updates(s.url, n_upd, tag)),
+                        lambda s=s, tag=tag: h.run(
+                            updates(s.url, n_upd, tag, cpu=s.proc.cpu_seconds)
+                        ),
                     )
                     if res is None:
                         continue
@@ -373,7 +386,9 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                         report,
                         s,
                         f"listing {label}",
-                        lambda s=s, q=query, e=expect: h.run(listing(s.url, q, e, reps)),
+                        lambda s=s, q=query, e=expect: h.run(
+                            listing(s.url, q, e, reps, s.proc.cpu_seconds)
+                        ),
                     )
                     if res is not None:
                         per[name] = res
@@ -402,7 +417,7 @@ def print_report(report: dict[str, Any]) -> None:
         a, b = per.get("swiftlite"), per.get("swift")
 
         def cell(x: dict[str, Any] | None, key: str, fmt: str) -> str:
-            return format(x[key], fmt) if x else "-"
+            return format(x[key], fmt) if x and x.get(key) is not None else "-"
 
         rows.append(
             [
@@ -416,6 +431,8 @@ def print_report(report: dict[str, Any]) -> None:
                 cell(b, "p50_ms", ".2f"),
                 cell(a, "p99_ms", ".2f"),
                 cell(b, "p99_ms", ".2f"),
+                cell(a, "cpu_ms_op", ".3f"),
+                cell(b, "cpu_ms_op", ".3f"),
                 cell(a, "flush_ms", ".1f"),
                 cell(b, "flush_ms", ".1f"),
                 str((a or {}).get("errors", "-")) + "/" + str((b or {}).get("errors", "-")),
@@ -437,6 +454,8 @@ def print_report(report: dict[str, Any]) -> None:
             "swift p50ms",
             "lite p99ms",
             "swift p99ms",
+            "lite cpu ms/row",
+            "swift cpu ms/row",
             "lite flush ms",
             "swift flush ms",
             "errors l/s",
@@ -449,7 +468,13 @@ def print_report(report: dict[str, Any]) -> None:
         b = ups.get(last, {}).get(name)
         if a and b and a["ops_s"]:
             change = (b["ops_s"] / a["ops_s"] - 1) * 100
-            print(f"  {name}: update rate at {int(last):,} rows vs 0 rows: {change:+.0f}%")
+            line = f"  {name}: update rate at {int(last):,} rows vs 0 rows: {change:+.0f}%"
+            # Server CPU per row hardly depends on other load on the machine,
+            # so it shows the effect of the row count better than the rate.
+            if a.get("cpu_ms_op") and b.get("cpu_ms_op"):
+                cpu_change = (b["cpu_ms_op"] / a["cpu_ms_op"] - 1) * 100
+                line += f"; server CPU per row {cpu_change:+.0f}%"
+            print(line)
     rows = []
     for lab, per in report["listings"].items():
         a, b = per.get("swiftlite"), per.get("swift")
@@ -463,6 +488,8 @@ def print_report(report: dict[str, Any]) -> None:
                 format(b["ops_s"], ".1f") if b else "-",
                 format(a["p99_ms"], ".1f") if a else "-",
                 format(b["p99_ms"], ".1f") if b else "-",
+                format(a["cpu_ms_op"], ".1f") if a and a.get("cpu_ms_op") is not None else "-",
+                format(b["cpu_ms_op"], ".1f") if b and b.get("cpu_ms_op") is not None else "-",
                 str((a or {}).get("entries", "-")) + "/" + str((b or {}).get("entries", "-")),
             ]
         )
@@ -480,6 +507,8 @@ def print_report(report: dict[str, Any]) -> None:
             "swift list/s",
             "lite p99ms",
             "swift p99ms",
+            "lite cpu ms",
+            "swift cpu ms",
             "entries l/s",
         ],
     )

@@ -64,10 +64,10 @@ def counts(quick: bool) -> dict[str, int]:
     return {"c1": 300, "c32": 2000, "big": 4}
 
 
-def run_round(port: int, tag: str, n: dict[str, int]) -> dict[str, dict[str, Any]]:
+def run_round(proc: h.ServerProc, tag: str, n: dict[str, int]) -> dict[str, dict[str, Any]]:
     """One round of every test against one server; names are unique per ``tag``."""
-    out = h.run(small_round(f"http://127.0.0.1:{port}", tag, n))
-    out.update(big_round(port, tag, n))
+    out = h.run(small_round(f"http://127.0.0.1:{proc.port}", tag, n, proc.cpu_seconds))
+    out.update(big_round(proc.port, tag, n, proc.cpu_seconds))
     return out
 
 
@@ -80,14 +80,16 @@ def put_req(path: str, body: bytes) -> h.Req:
     return h.Req("PUT", path, headers, body)
 
 
-def big_round(port: int, tag: str, n: dict[str, int]) -> dict[str, dict[str, Any]]:
+def big_round(
+    port: int, tag: str, n: dict[str, int], cpu: Callable[[], float]
+) -> dict[str, dict[str, Any]]:
     """64 MiB PUT then GET, one at a time, with the blocking client (see big_transfer)."""
     body = _big_body()
     big = [obj_path(f"{tag}/big/{i:03d}") for i in range(n["big"])]
     out = {}
-    res = h.run_big_load(port, lambda i: put_req(big[i], body), len(big), [201])
+    res = h.run_big_load(port, lambda i: put_req(big[i], body), len(big), [201], cpu)
     out["PUT 64MiB c1"] = res.summary()
-    res = h.run_big_load(port, lambda i: h.Req("GET", big[i], {}), len(big), [200])
+    res = h.run_big_load(port, lambda i: h.Req("GET", big[i], {}), len(big), [200], cpu)
     out["GET 64MiB c1"] = res.summary()
     # Unmeasured clean-up so the loop image never fills over many rounds.
     h.run_big_load(
@@ -105,7 +107,9 @@ def _big_body() -> bytes:
     return _BIG[0]
 
 
-async def small_round(base_url: str, tag: str, n: dict[str, int]) -> dict[str, dict[str, Any]]:
+async def small_round(
+    base_url: str, tag: str, n: dict[str, int], cpu: Callable[[], float]
+) -> dict[str, dict[str, Any]]:
     small_body = os.urandom(SMALL)
     names = {
         1: [obj_path(f"{tag}/c1/{i:06d}") for i in range(n["c1"])],
@@ -125,13 +129,13 @@ async def small_round(base_url: str, tag: str, n: dict[str, int]) -> dict[str, d
 
     for conc in (1, 32):
         res = await h.run_load(
-            base_url, put(names[conc], small_body), len(names[conc]), conc, [201]
+            base_url, put(names[conc], small_body), len(names[conc]), conc, [201], cpu=cpu
         )
         out[f"PUT 4KiB c{conc}"] = res.summary()
     for method, ok in (("GET", [200]), ("HEAD", [200]), ("DELETE", [204])):
         for conc in (1, 32):
             res = await h.run_load(
-                base_url, simple(method, names[conc]), len(names[conc]), conc, ok
+                base_url, simple(method, names[conc]), len(names[conc]), conc, ok, cpu=cpu
             )
             summary = res.summary()
             if method == "HEAD":
@@ -218,7 +222,7 @@ def bench_storage(
                 t0 = time.monotonic()
                 try:
                     proc.check_alive()
-                    res = run_round(proc.port, f"r{i}", n)
+                    res = run_round(proc, f"r{i}", n)
                     proc.check_alive()
                 except h.ServerFailed as exc:
                     report["failed"][system] = str(exc)
@@ -256,7 +260,7 @@ def print_report(report: dict[str, Any]) -> None:
         c = ceiling.get(test)
 
         def cell(x: dict[str, Any] | None, key: str, fmt: str) -> str:
-            return format(x[key], fmt) if x else "-"
+            return format(x[key], fmt) if x and x.get(key) is not None else "-"
 
         rows.append(
             [
@@ -270,6 +274,8 @@ def print_report(report: dict[str, Any]) -> None:
                 cell(b, "p50_ms", ".2f"),
                 cell(a, "p99_ms", ".2f"),
                 cell(b, "p99_ms", ".2f"),
+                cell(a, "cpu_ms_op", ".3f"),
+                cell(b, "cpu_ms_op", ".3f"),
                 str((a or {}).get("errors", "-")) + "/" + str((b or {}).get("errors", "-")),
                 cell(c, "ops_s", ".0f"),
             ]
@@ -285,6 +291,8 @@ def print_report(report: dict[str, Any]) -> None:
         "swift p50ms",
         "lite p99ms",
         "swift p99ms",
+        "lite cpu ms/op",
+        "swift cpu ms/op",
         "errors l/s",
         "ceiling op/s",
     ]
