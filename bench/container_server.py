@@ -12,7 +12,7 @@ It prints the figures, the swiftlite/Swift ratios and each system's slowdown
 from 0 to 1,000,000 rows, first on an XFS loop image, then on a plain ext4
 directory.
 
-    python3 bench/container_server.py            # full run (~10-15 minutes)
+    python3 bench/container_server.py            # full run (~5-10 minutes, more under load)
     python3 bench/container_server.py --quick    # smoke test (< 1 minute)
     python3 bench/container_server.py --no-xfs --json out.json
 

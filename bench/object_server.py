@@ -10,7 +10,7 @@ over rounds. An in-memory "ceiling" server runs the same workload after every
 pair of rounds (so under the same background load), so the
 output says how close a figure is to what the client alone can do.
 
-    python3 bench/object_server.py            # full run (~8 minutes)
+    python3 bench/object_server.py            # full run (~4-9 minutes, more under load)
     python3 bench/object_server.py --quick    # smoke test (< 1 minute)
     python3 bench/object_server.py --no-xfs --json out.json
 
