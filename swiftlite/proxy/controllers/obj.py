@@ -189,7 +189,13 @@ class ObjectController(Controller):
             good = [r for r in opened if _good_object_status(r.status)]
             best = max(good, key=_client_response_ts) if good else None
             for r in opened:
-                if r is not best:
+                if r is best:
+                    continue
+                if _good_object_status(r.status):
+                    # An older copy: drop the connection rather than read
+                    # a whole object nobody wants.
+                    r.close()
+                else:
                     collected.append(await _drain(r))
             return best, collected, it
         for node in it:

@@ -494,9 +494,10 @@ class TempAuth:
         if obj or not account:
             return
         if owner and not container:
-            acls = acls_from_sysmeta(response.headers.get(ACCOUNT_ACL_SYSMETA))
-            if acls is not None:
-                response.headers[ACCOUNT_ACL_HEADER] = format_acl_v2(acls)
+            # As Swift's account controller: the stored ACL, re-serialized.
+            acl = parse_acl_v2(response.headers.get(ACCOUNT_ACL_SYSMETA))
+            if acl:
+                response.headers[ACCOUNT_ACL_HEADER] = format_acl_v2(acl)
         if not owner:
             for name in SWIFT_OWNER_HEADERS:
                 response.headers.popall(name, None)
@@ -515,8 +516,7 @@ class TempAuth:
             _version, account, container, obj = split_path(req.path, 1, 4, True)
         except ValueError:
             return swift_response(404), False
-        assert account is not None
-        if self.account_prefix(account) is None:
+        if account is None or self.account_prefix(account) is None:
             return self.denied_response(req), False
         user_groups = (req.get("REMOTE_USER") or "").split(",")
         if (
