@@ -457,3 +457,47 @@ def test_main_once_end_to_end(tmp_path: Path, restore_globals: Any) -> None:
     assert stats["files_processed"] == 3
     assert stats["quarantined"] == 1 and stats["expired_removed"] == 1
     assert stats["bytes_processed"] == len(b"corrupt me") + len(b"keep me")
+
+
+async def test_forever_mode_runs_both_passes_and_stops_on_sigterm(
+    tmp_path: Path, restore_globals: Any
+) -> None:
+    import signal
+    import sys
+
+    swift_dir = tmp_path / "etc"
+    swift_dir.mkdir()
+    (swift_dir / "swiftlite.yaml").write_text("hash_path_suffix: forever\n")
+    devices = tmp_path / "srv"
+    (devices / "sda").mkdir(parents=True)
+    hashing.set_hash_path_secrets("", "forever")
+    put(DiskFileManager(str(devices), fallocate_reserve="0"), b"steady")
+    conf = tmp_path / "object-auditor.yaml"
+    conf.write_text(
+        f"devices: {devices}\nmount_check: false\nswift_dir: {swift_dir}\n"
+        f"recon_cache_path: {tmp_path / 'recon'}\ninterval: 0.2\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "swiftlite.object.auditor",
+        str(conf),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen: set[str] = set()
+    try:
+        while seen != {"ZBF", "ALL"}:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, "the auditor exited early"
+            for kind in ("ZBF", "ALL"):
+                if f"Object audit ({kind}) pass completed" in line:
+                    assert "1 files" in line and "0 quarantined" in line
+                    seen.add(kind)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0

@@ -437,3 +437,44 @@ async def test_main_once_end_to_end(
     assert b"Object update sweep completed" in err
     recon = load(str(tmp_path / "recon" / "object.recon"))
     assert recon["object_updater_stats"]["devices"]["sda"]["successes"] == 1
+
+
+async def test_forever_mode_stops_on_sigterm(
+    devices: Path, tmp_path: Path, fakes: list[FakeContainerServer]
+) -> None:
+    import signal
+
+    swift_dir = tmp_path / "etc"
+    swift_dir.mkdir()
+    write_ring(swift_dir, [f.port for f in fakes])
+    (swift_dir / "swiftlite.yaml").write_text("hash_path_suffix: forever\n")
+    path = pending(devices)
+    conf = tmp_path / "object-updater.yaml"
+    conf.write_text(
+        f"devices: {devices}\nmount_check: false\nswift_dir: {swift_dir}\n"
+        f"recon_cache_path: {tmp_path / 'recon'}\ninterval: 0.2\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "swiftlite.object.updater",
+        str(conf),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    sweeps = 0
+    try:
+        while sweeps < 2:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, "the updater exited early"
+            if "Object update sweep completed:" in line:
+                sweeps += 1
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    assert not os.path.exists(path)
+    assert [len(f.requests) for f in fakes] == [1, 1, 1]  # sent once, not again
