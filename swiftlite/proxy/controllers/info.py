@@ -42,6 +42,7 @@ def core_info(app: ProxyApp) -> dict[str, Any]:
         "max_meta_count",
         "max_meta_overall_size",
         "max_header_size",
+        "max_request_line",
         "max_object_name_length",
         "container_listing_limit",
         "account_listing_limit",

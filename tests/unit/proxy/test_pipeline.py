@@ -158,3 +158,20 @@ def test_sample_config_builds(swift_dir: Path) -> None:
     conf.swift_dir = str(swift_dir)
     app = make_app(conf, load_cluster_config(str(swift_dir)))
     assert app is not None
+
+
+async def test_info_keys_match_swift(swift_dir: Path, aiohttp_client: Any) -> None:
+    from swift.common import constraints as swift_constraints
+
+    client = await client_for(aiohttp_client, conf_for(swift_dir))
+    info = await (await client.get("/info")).json()
+    expected = set(swift_constraints.EFFECTIVE_CONSTRAINTS) | {
+        "version", "strict_cors_mode", "policies", "allow_account_management",
+        "account_autocreate", "allow_open_expired",
+    }
+    # Swift hides these two by default (disallowed_sections).
+    expected -= {"auto_create_account_prefix", "valid_api_versions"}
+    assert set(info["swift"]) == expected
+    for name in expected & set(swift_constraints.EFFECTIVE_CONSTRAINTS):
+        assert info["swift"][name] == swift_constraints.EFFECTIVE_CONSTRAINTS[name], name
+    assert (await client.post("/info")).status == 405
