@@ -271,10 +271,7 @@ class _Receiver:
             answer["msg"] = str(exc) if str(exc) else "bad file path"
             await self.send(answer)
             return
-        df = self.mgr.get_diskfile_from_hash(
-            self.device, self.partition, name_hash, self.policy_index
-        )
-        verdict = await self._run(decide, df.datadir, filename)
+        df, verdict = await self._run(self._decide, name_hash, filename)
         if verdict == "exists":
             answer["exists"] = True
         elif verdict == "newer":
@@ -290,6 +287,13 @@ class _Receiver:
                 await self.receive(writer, metadata, size, ext)
                 return
         await self.send(answer)
+
+    def _decide(self, name_hash: str, filename: str) -> tuple[Any, str]:
+        # get_diskfile_from_hash stats the device: not on the event loop.
+        df = self.mgr.get_diskfile_from_hash(
+            self.device, self.partition, name_hash, self.policy_index
+        )
+        return df, decide(df.datadir, filename)
 
     async def receive(
         self, writer: DiskFileWriter, metadata: dict[str, str], size: int, ext: str

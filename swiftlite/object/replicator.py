@@ -214,12 +214,12 @@ class ObjectReplicator(Daemon):
 
     # -- rings and jobs ----------------------------------------------------
 
-    def ring_for(self, policy: StoragePolicy) -> Ring | None:
+    async def ring_for(self, policy: StoragePolicy) -> Ring | None:
         ring = self._rings.get(policy.index)
         if ring is None:
             path = os.path.join(self.conf.swift_dir, policy.ring_name() + ".ring.gz")
             try:
-                ring = Ring(path)
+                ring = await asyncio.to_thread(Ring, path)
             except (OSError, ValueError) as exc:
                 self.logger.error("cannot load ring %s: %s", path, exc)
                 return None
@@ -234,7 +234,11 @@ class ObjectReplicator(Daemon):
     async def collect_jobs(self) -> list[Job]:
         jobs: list[Job] = []
         for policy in self.cluster.policies:
-            ring = self.ring_for(policy)
+            ring = await self.ring_for(policy)
+            if ring is not None:
+                # A changed ring file is re-read off the loop (lookups then
+                # never stat it themselves).
+                await ring.reload_async()
             if ring is None:
                 continue
             seen: set[str] = set()
@@ -287,10 +291,12 @@ class ObjectReplicator(Daemon):
             asyncio.create_task(self._worker(queue))
             for _ in range(min(self.conf.concurrency, max(1, len(jobs))))
         ]
+        # While a watcher runs, ring lookups never stat the file on the loop.
+        watchers = [asyncio.create_task(ring.watch()) for ring in self._rings.values()]
         try:
             await asyncio.gather(*workers)
         finally:
-            for task in workers:
+            for task in workers + watchers:
                 task.cancel()
         self.stats.end = time.time()
         self.last_pass_duration = round(time.monotonic() - begin, 3)
@@ -488,9 +494,8 @@ class ObjectReplicator(Daemon):
                             self.stats.handoff_files_removed += 1
             if not failed and all(p.alive for p in peers):
                 await self._local_hashes(job)  # rehash: drops emptied dirs
-                root = self.mgr.partition_path(job.device, job.partition, job.policy.index)
                 removed = await self.dm.run(
-                    job.device, remove_partition_if_empty, root, priority="replication"
+                    job.device, remove_partition_if_empty, self._part_dir(job), priority="replication"
                 )
                 if removed:
                     self.stats.handoff_partitions_removed += 1
@@ -499,10 +504,15 @@ class ObjectReplicator(Daemon):
 
     # -- one file ----------------------------------------------------------
 
-    async def _remove(self, job: Job, rel: str) -> bool:
-        path = os.path.join(
-            self.mgr.partition_path(job.device, job.partition, job.policy.index), rel
+    def _part_dir(self, job: Job) -> str:
+        # Built by hand: DiskFileManager.partition_path stats the device, and
+        # this runs on the event loop (the job's device was checked already).
+        return os.path.join(
+            self.conf.devices, job.device, data_dir(job.policy.index), str(job.partition)
         )
+
+    async def _remove(self, job: Job, rel: str) -> bool:
+        path = os.path.join(self._part_dir(job), rel)
         removed: bool = await self.dm.run(job.device, remove_file, path, priority="replication")
         return removed
 
@@ -514,8 +524,7 @@ class ObjectReplicator(Daemon):
         Returns counts: ``insync`` (peers that hold it or something newer, or
         took it now) and ``newer`` (peers holding a newer state).
         """
-        part_dir = self.mgr.partition_path(job.device, job.partition, job.policy.index)
-        path = os.path.join(part_dir, rel)
+        path = os.path.join(self._part_dir(job), rel)
         try:
             local = await self.dm.run(
                 job.device, load_for_send, path, rel, SMALL_FILE, priority="replication"

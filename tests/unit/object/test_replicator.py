@@ -246,3 +246,33 @@ def test_sample_config_loads_with_swift_names() -> None:
     assert conf.handoffs_first is False
     with pytest.raises(ValueError):
         ObjectReplicatorConfig(concurrency=0)
+
+
+async def test_event_loop_never_blocks_during_a_pass(make_cluster) -> None:
+    """Sender and receivers share this loop here; blockbuster fails on any
+    blocking call made on it (file work must go through the device threads)."""
+    from blockbuster import blockbuster_ctx
+
+    cluster = await make_cluster(count=4, primaries=3)
+    a, b, c, handoff = cluster.nodes
+    t1, t2 = ts(-5), ts()
+    names = [f"a/c/bb{i}" for i in range(10)]
+    for name in names:
+        a.put(name, os.urandom(2000), t1)
+        handoff.put(name + "h", b"h", t1)
+    a.put("a/c/large", os.urandom(3 * 1024 * 1024), t1)
+    a.delete(names[0], t2)
+    a.post(names[1], t2, **{"X-Object-Meta-A": "b"})
+    repl_a = cluster.replicator(a, concurrency=2)
+    repl_h = cluster.replicator(handoff)
+    try:
+        with blockbuster_ctx():
+            await repl_a.run_once()
+            await repl_h.run_once()
+    finally:
+        repl_a.close()
+        repl_h.close()
+    assert repl_a.stats.errors == 0 and repl_h.stats.errors == 0
+    assert b.files(names[0]) == [f"{t2}.ts"]
+    assert len(c.read("a/c/large")) == 3 * 1024 * 1024
+    assert repl_h.stats.handoff_files_removed == len(names)
