@@ -385,3 +385,18 @@ def test_client_expect_100_continue(cluster: Cluster) -> None:
         )
         answer = sock.recv(100)
         assert answer.startswith(b"HTTP/1.1 404")
+
+
+def test_unicode_and_reserved_characters_in_names(conn: swift.Connection) -> None:
+    container = "caf\u00e9 \u2713"
+    names = ["\u00fcn\u00ef/c\u00f8d\u00e9", "sp ace?&#%", "plus+sign"]
+    conn.put_container(container)
+    for name in names:
+        conn.put_object(container, name, name.encode())
+        assert conn.get_object(container, name)[1] == name.encode()
+    assert [o["name"] for o in conn.get_container(container)[1]] == sorted(names)
+    assert container in [c["name"] for c in conn.get_account()[1]]
+    listing = conn.get_container(container, delimiter="/")[1]
+    assert [o.get("subdir", o.get("name")) for o in listing] == [
+        "plus+sign", "sp ace?&#%", "\u00fcn\u00ef/"
+    ]
