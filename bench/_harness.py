@@ -627,12 +627,13 @@ def _serve_ceiling(port: int) -> None:
             return web.Response(status=201)
         if request.path == "/healthcheck":
             return web.Response(text="OK")
-        size = store.get(request.path)
-        if size is None and request.method == "HEAD":
+        known = store.get(request.path)
+        if known is None and request.method == "HEAD":
             # A container HEAD: the container bench reads the row count from it.
             return web.Response(status=204, headers={"X-Container-Object-Count": str(len(store))})
-        if size is None:
+        if known is None:
             return web.Response(status=404)
+        size = known
         if request.method == "DELETE":
             del store[request.path]
             return web.Response(status=204)

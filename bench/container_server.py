@@ -34,6 +34,7 @@ clock stops. Both servers: 1 worker, log level WARNING, mount_check off.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
 import hashlib
 import json
@@ -255,13 +256,20 @@ class System:
         self.failed: str | None = None
 
 
-def guarded(report: dict[str, Any], sys_: System, what: str, fn: Callable[[], Any]) -> Any:
-    """Run one step; a failure marks the system failed (printed and reported) and returns None."""
+def guarded(
+    report: dict[str, Any], sys_: System, what: str, fn: Callable[..., Any], *args: Any
+) -> Any:
+    """Run ``fn(*args)`` (to completion when it is a coroutine function) as one step.
+
+    A failure marks the system failed (printed and reported) and returns None.
+    """
     if sys_.failed:
         return None
     try:
         sys_.proc.check_alive()
-        out = fn()
+        out = fn(*args)
+        if asyncio.iscoroutine(out):
+            out = h.run(out)
         sys_.proc.check_alive()
         return out
     except (h.ServerFailed, aiohttp.ClientError, OSError, ValueError) as exc:
@@ -313,7 +321,7 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                     report["failed"][name] = sys_.failed
                     print(f"!! {name} container server failed to start: {exc}", flush=True)
                     continue
-                guarded(report, sys_, "setup and warm-up", lambda s=sys_: h.run(setup(s.url)))
+                guarded(report, sys_, "setup and warm-up", setup, sys_.url)
             for level in levels:
                 # Both systems prefill at once (setup only, not measured).
                 t0 = time.monotonic()
@@ -325,23 +333,24 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                         report,
                         s,
                         f"prefill to {level}",
-                        lambda s=s, level=level: start_prefill(
-                            s.name, s.devices, s.prefilled, level
-                        ),
+                        start_prefill,
+                        s.name,
+                        s.devices,
+                        s.prefilled,
+                        level,
                     )
                     if job is not None:
                         jobs[s.name] = job
                 for name, job in jobs.items():
                     s = systems[name]
-                    if not guarded(
-                        report, s, f"prefill to {level}", lambda n=name, j=job: finish_prefill(n, j)
-                    ):
+                    if not guarded(report, s, f"prefill to {level}", finish_prefill, name, job):
                         continue
                     report["prefill_s"].setdefault(name, {})[str(level)] = round(
                         time.monotonic() - t0, 1
                     )
                     s.prefilled = level
-                    count = guarded(report, s, "HEAD", lambda s=s: h.run(head_count(s.url))[0])
+                    head = guarded(report, s, "HEAD", head_count, s.url)
+                    count = head[0] if head is not None else None
                     expect = s.prefilled + s.updated
                     if count is not None and count != expect:
                         s.failed = f"after prefill HEAD says {count} objects, expected {expect}"
@@ -361,9 +370,12 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                         report,
                         s,
                         f"updates at {level}",
-                        lambda s=s, tag=tag: h.run(
-                            updates(s.url, n_upd, tag, cpu=s.proc.cpu_seconds)
-                        ),
+                        updates,
+                        s.url,
+                        n_upd,
+                        tag,
+                        CONTAINER,
+                        s.proc.cpu_seconds,
                     )
                     if res is None:
                         continue
@@ -386,9 +398,12 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                         report,
                         s,
                         f"listing {label}",
-                        lambda s=s, q=query, e=expect: h.run(
-                            listing(s.url, q, e, reps, s.proc.cpu_seconds)
-                        ),
+                        listing,
+                        s.url,
+                        query,
+                        expect,
+                        reps,
+                        s.proc.cpu_seconds,
                     )
                     if res is not None:
                         per[name] = res
