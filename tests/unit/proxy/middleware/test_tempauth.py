@@ -1,0 +1,517 @@
+"""tempauth: tokens, the token check on every request, and authorization.
+
+The authorization decision table is checked against Swift's own TempAuth
+(driven in-process with swob): the same request, user groups, container ACL,
+referrer and account ACL give the same allow/deny status and owner marking.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from swiftlite.common.config import ConfigError
+from swiftlite.proxy.middleware import tempauth as ta
+from swiftlite.proxy.pipeline import build_pipeline
+
+from .conftest import Build, make_ctx  # noqa: TID252
+
+USERS = {
+    "test:tester": {"key": "testing", "groups": [".admin"]},
+    "test2:tester2": "testing2 .admin",
+    "test:tester3": {"key": "testing3"},
+    "test5:tester5": {"key": "testing5", "groups": [".admin", "service"]},
+    "test:tester6": {"key": "testing6", "groups": [".reseller_admin"]},
+}
+FILTERS = {"tempauth": {"users": USERS, "user_ext_person": "pw .admin http://example.com/v1/AUTH_ext"}}
+PIPELINE = ["catch_errors", "cache", "tempauth"]
+SYSMETA = "X-Account-Sysmeta-Core-Access-Control"
+
+
+class FakeProxy:
+    """Stands in for proxy_server: calls swift.authorize as the proxy does
+    (once, then again with the container ACL) and answers account HEADs
+    (tempauth's own lookups) with the account's sysmeta."""
+
+    def __init__(self) -> None:
+        self.container_acl: str | None = None
+        self.account_acl: str | None = None
+        self.seen: list[web.Request] = []
+        self.extra_headers: dict[str, str] = {}
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(request)
+        if request.get("swift.source") == "TA":
+            headers = {SYSMETA: self.account_acl} if self.account_acl else {}
+            return web.Response(status=204, headers=headers)
+        auth = request.get("swift.authorize")
+        if auth is not None:
+            denial = await _call(auth, request)
+            if denial is not None and self.container_acl is not None:
+                request["swift.acl"] = self.container_acl
+                denial = await _call(auth, request)
+            if denial is not None:
+                return denial
+        headers = dict(self.extra_headers)
+        if self.account_acl:
+            headers[SYSMETA] = self.account_acl
+        return web.Response(text="ok", headers=headers)
+
+
+async def _call(auth: Any, request: web.Request) -> Any:
+    result = auth(request)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def _client(build: Build, **filters: Any) -> tuple[Any, FakeProxy, Any]:
+    proxy = FakeProxy()
+    conf = {**FILTERS["tempauth"], **filters}
+    client, ctx = await build(PIPELINE, proxy, filters={"tempauth": conf})
+    return client, proxy, ctx
+
+
+async def _token(client: Any, user: str, key: str) -> tuple[str, str]:
+    resp = await client.get("/auth/v1.0", headers={"X-Auth-User": user, "X-Auth-Key": key})
+    assert resp.status == 200, await resp.text()
+    return resp.headers["X-Auth-Token"], resp.headers["X-Storage-Url"]
+
+
+# -- tokens -------------------------------------------------------------------
+
+
+async def test_get_token_forms(build: Build) -> None:
+    client, _proxy, ctx = await _client(build)
+    resp = await client.get("/auth/v1.0", headers={"X-Auth-User": "test:tester",
+                                                   "X-Auth-Key": "testing"})
+    assert resp.status == 200
+    token = resp.headers["X-Auth-Token"]
+    assert token.startswith("AUTH_tk") and len(token) == len("AUTH_tk") + 32
+    assert resp.headers["X-Storage-Token"] == token
+    host = f"{client.server.host}:{client.server.port}"
+    assert resp.headers["X-Storage-Url"] == f"http://{host}/v1/AUTH_test"
+    assert 0 < int(resp.headers["X-Auth-Token-Expires"]) <= 86400
+    # The same user gets the same live token back.
+    again, _url = await _token(client, "test:tester", "testing")
+    assert again == token
+    # X-Storage-User/-Pass, /auth/auth and /auth/v1/<account>/auth forms.
+    resp = await client.get("/auth/auth", headers={"X-Storage-User": "test:tester3",
+                                                   "X-Storage-Pass": "testing3"})
+    assert resp.status == 200
+    resp = await client.get("/auth/v1/test2/auth", headers={"X-Storage-User": "tester2",
+                                                            "X-Storage-Pass": "testing2"})
+    assert resp.status == 200
+    assert resp.headers["X-Storage-Url"].endswith("/v1/AUTH_test2")
+    resp = await client.get("/auth/v1/test2/auth", headers={"X-Auth-User": "test2:tester2",
+                                                            "X-Auth-Key": "testing2"})
+    assert resp.status == 200
+    # A storage URL from the config is given as is.
+    resp = await client.get("/auth/v1.0", headers={"X-Auth-User": "ext:person",
+                                                   "X-Auth-Key": "pw"})
+    assert resp.headers["X-Storage-Url"] == "http://example.com/v1/AUTH_ext"
+    assert ctx.info["tempauth"] == {"account_acls": True}
+
+
+@pytest.mark.parametrize(
+    "path, headers, status, realm",
+    [
+        ("/auth/v1.0", {"X-Auth-User": "test:tester", "X-Auth-Key": "wrong"}, 401, "test"),
+        ("/auth/v1.0", {"X-Auth-User": "test:nobody", "X-Auth-Key": "x"}, 401, "test"),
+        ("/auth/v1.0", {"X-Auth-User": "tester", "X-Auth-Key": "testing"}, 401, "unknown"),
+        ("/auth/v1.0", {}, 401, "unknown"),
+        ("/auth/v1.0", {"X-Auth-User": "test:tester"}, 401, "test"),
+        ("/auth/v1/test/auth", {"X-Auth-User": "test2:tester2", "X-Auth-Key": "testing2"},
+         401, "test"),
+        ("/auth/v1/test/auth", {"X-Auth-User": "tester"}, 401, "test"),
+        ("/auth/v2", {}, 400, None),
+        ("/auth/v1", {}, 400, None),
+        ("/auth/v1/test/other", {}, 400, None),
+        ("/auth/", {}, 404, None),
+    ],
+)
+async def test_get_token_refused(build: Build, path: str, headers: dict[str, str],
+                                 status: int, realm: str | None) -> None:
+    client, _proxy, _ctx = await _client(build)
+    resp = await client.get(path, headers=headers)
+    assert resp.status == status
+    if realm is None:
+        assert "Www-Authenticate" not in resp.headers
+    else:
+        assert resp.headers["Www-Authenticate"] == f'Swift realm="{realm}"'
+
+
+async def test_auth_only_answers_get(build: Build) -> None:
+    client, _proxy, _ctx = await _client(build)
+    resp = await client.post("/auth/v1.0", headers={"X-Auth-User": "test:tester",
+                                                    "X-Auth-Key": "testing"})
+    assert resp.status == 405
+
+
+async def test_token_expires_and_groups_change(build: Build) -> None:
+    client, _proxy, _ctx = await _client(build, token_life=1000)
+    resp = await client.get("/auth/v1.0", headers={"X-Auth-User": "test:tester",
+                                                   "X-Auth-Key": "testing"})
+    assert 990 <= int(resp.headers["X-Auth-Token-Expires"]) <= 1000
+
+
+async def test_no_cache_is_a_500(build: Build) -> None:
+    client, _ctx = await build(["catch_errors", "tempauth"], FakeProxy(),
+                               filters={"tempauth": {"users": USERS}})
+    resp = await client.get("/auth/v1.0", headers={"X-Auth-User": "test:tester",
+                                                   "X-Auth-Key": "testing"})
+    assert resp.status == 500
+
+
+# -- requests with tokens ----------------------------------------------------------
+
+
+async def test_owner_and_other_users(build: Build) -> None:
+    client, proxy, _ctx = await _client(build)
+    token, url = await _token(client, "test:tester", "testing")
+    path = "/v1/AUTH_test"
+    resp = await client.get(f"{path}/c", headers={"X-Auth-Token": token})
+    assert resp.status == 200
+    request = proxy.seen[-1]
+    assert request["swift_owner"] is True
+    assert request["REMOTE_USER"] == "test,test:tester,AUTH_test"
+    assert request["swift.access_logging"]["user_id"] == "test:tester"
+    # X-Storage-Token works too; an account PUT/DELETE is not the owner's to make.
+    resp = await client.get(path, headers={"X-Storage-Token": token})
+    assert resp.status == 200
+    assert (await client.put(path, headers={"X-Auth-Token": token})).status == 403
+    assert (await client.delete(path, headers={"X-Auth-Token": token})).status == 403
+    # Another account's admin may not touch this one.
+    token2, _ = await _token(client, "test2:tester2", "testing2")
+    resp = await client.get(f"{path}/c", headers={"X-Auth-Token": token2})
+    assert resp.status == 403
+    # A non-admin user of the same account is not its owner.
+    token3, _ = await _token(client, "test:tester3", "testing3")
+    assert (await client.get(f"{path}/c", headers={"X-Auth-Token": token3})).status == 403
+    # A reseller admin may do anything, even PUT accounts.
+    token6, _ = await _token(client, "test:tester6", "testing6")
+    resp = await client.put("/v1/AUTH_other", headers={"X-Auth-Token": token6})
+    assert resp.status == 200
+    assert proxy.seen[-1]["reseller_request"] is True
+
+
+async def test_bad_token_and_anonymous(build: Build) -> None:
+    client, proxy, _ctx = await _client(build)
+    resp = await client.get("/v1/AUTH_test/c", headers={"X-Auth-Token": "AUTH_tkbogus"})
+    assert resp.status == 401
+    assert resp.headers["Www-Authenticate"] == 'Swift realm="AUTH_test"'
+    assert proxy.seen == []  # denied before the proxy
+    resp = await client.get("/v1/AUTH_test/c")
+    assert resp.status == 401
+    assert resp.headers["Www-Authenticate"] == 'Swift realm="AUTH_test"'
+    # Not our account and no token: denied by the stand-in (401).
+    resp = await client.get("/v1/OTHER_x/c")
+    assert resp.status == 401
+    # A token of another auth system is left alone (denied here: nobody else).
+    resp = await client.get("/v1/OTHER_x/c", headers={"X-Auth-Token": "OTHER_tkx"})
+    assert resp.status == 401
+
+
+async def test_container_acls_through_the_pipeline(build: Build) -> None:
+    client, proxy, _ctx = await _client(build)
+    token3, _ = await _token(client, "test:tester3", "testing3")
+    proxy.container_acl = "test:tester3"
+    resp = await client.get("/v1/AUTH_test/c/o", headers={"X-Auth-Token": token3})
+    assert resp.status == 200
+    assert "swift_owner" not in proxy.seen[-1]
+    proxy.container_acl = ".r:*"
+    assert (await client.get("/v1/AUTH_test/c/o")).status == 200
+    assert (await client.get("/v1/AUTH_test/c")).status == 401  # no .rlistings
+    proxy.container_acl = ".r:*,.rlistings"
+    assert (await client.get("/v1/AUTH_test/c")).status == 200
+    proxy.container_acl = ".r:.example.com"
+    assert (await client.get("/v1/AUTH_test/c/o",
+                             headers={"Referer": "http://www.example.com/x"})).status == 200
+    assert (await client.get("/v1/AUTH_test/c/o",
+                             headers={"Referer": "http://evil.com/"})).status == 401
+
+
+async def test_service_token(build: Build) -> None:
+    client, proxy, _ctx = await _client(
+        build, reseller_prefix="AUTH, SERVICE", SERVICE_require_group="service"
+    )
+    user_token, _ = await _token(client, "test5:tester5", "testing5")
+    other_token, _ = await _token(client, "test:tester", "testing")
+    # SERVICE_ accounts need the service group: test:tester's token alone
+    # may not, with test5's service token added it may.
+    assert (await client.get("/v1/SERVICE_test/c",
+                             headers={"X-Auth-Token": other_token})).status == 403
+    resp = await client.get("/v1/SERVICE_test/c", headers={"X-Auth-Token": other_token,
+                                                          "X-Service-Token": user_token})
+    assert resp.status == 200
+    assert "service" in proxy.seen[-1]["REMOTE_USER"].split(",")
+    assert (await client.get("/v1/AUTH_test/c",
+                             headers={"X-Auth-Token": other_token})).status == 200
+
+
+async def test_account_acls(build: Build) -> None:
+    client, proxy, _ctx = await _client(build)
+    owner, _ = await _token(client, "test:tester", "testing")
+    token3, _ = await _token(client, "test:tester3", "testing3")
+    token2, _ = await _token(client, "test2:tester2", "testing2")
+    # The owner sets an account ACL: it goes down as account sysmeta.
+    acl = json.dumps({"read-only": ["test:tester3"], "read-write": ["test2"]})
+    resp = await client.post("/v1/AUTH_test", headers={"X-Auth-Token": owner,
+                                                       "X-Account-Access-Control": acl})
+    assert resp.status == 200
+    sent = proxy.seen[-1]
+    assert sent.headers[SYSMETA] == acl and "X-Account-Access-Control" not in sent.headers
+    proxy.account_acl = acl
+    assert (await client.get("/v1/AUTH_test/c", headers={"X-Auth-Token": token3})).status == 200
+    assert (await client.put("/v1/AUTH_test/c", headers={"X-Auth-Token": token3})).status == 403
+    assert (await client.put("/v1/AUTH_test/c", headers={"X-Auth-Token": token2})).status == 200
+    assert (await client.post("/v1/AUTH_test", headers={"X-Auth-Token": token2})).status == 403
+    # Owners see the ACL (normalized) and owner-only headers; others do not.
+    proxy.extra_headers = {"X-Container-Read": ".r:*", "X-Container-Meta-Temp-Url-Key": "k"}
+    resp = await client.head("/v1/AUTH_test", headers={"X-Auth-Token": owner})
+    assert json.loads(resp.headers["X-Account-Access-Control"]) == json.loads(acl)
+    assert resp.headers["X-Container-Read"] == ".r:*"
+    resp = await client.head("/v1/AUTH_test/c", headers={"X-Auth-Token": token2})
+    assert resp.status == 200
+    assert "X-Container-Read" not in resp.headers
+    assert "X-Container-Meta-Temp-Url-Key" not in resp.headers
+    assert "X-Account-Access-Control" not in resp.headers
+    # An admin by account ACL is an owner.
+    proxy.account_acl = json.dumps({"admin": ["test:tester3"]})
+    assert (await client.post("/v1/AUTH_test", headers={"X-Auth-Token": token3})).status == 200
+    client_requests = [r for r in proxy.seen if r.get("swift.source") != "TA"]
+    assert client_requests[-1]["swift_owner"] is True
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("not json", "Syntax error in input ('not json')"),
+        ('["list"]', "Syntax error in input"),
+        ('{"other": []}', 'Key "other" not recognized'),
+        ('{"admin": "x"}', 'Value for key "admin" must be a list'),
+        ('{"read-only": [1]}', 'Elements of "read-only" list must be strings'),
+    ],
+)
+async def test_bad_account_acl(build: Build, value: str, message: str) -> None:
+    client, _proxy, _ctx = await _client(build)
+    owner, _ = await _token(client, "test:tester", "testing")
+    resp = await client.post("/v1/AUTH_test", headers={"X-Auth-Token": owner,
+                                                       "X-Account-Access-Control": value})
+    assert resp.status == 400
+    assert message in await resp.text()
+
+
+async def test_container_acl_cleaned(build: Build) -> None:
+    client, proxy, _ctx = await _client(build)
+    owner, _ = await _token(client, "test:tester", "testing")
+    resp = await client.post("/v1/AUTH_test/c", headers={
+        "X-Auth-Token": owner, "X-Container-Read": " .ref:*.example.com , test2 "})
+    assert resp.status == 200
+    assert proxy.seen[-1].headers["X-Container-Read"] == ".r:.example.com,test2"
+    resp = await client.put("/v1/AUTH_test/c", headers={
+        "X-Auth-Token": owner, "X-Container-Write": ".r:*"})
+    assert resp.status == 400
+    assert "Referrers not allowed in write ACL" in await resp.text()
+
+
+async def test_authorize_override() -> None:
+    """A middleware before tempauth may take over (allow_overrides)."""
+    auth = ta.TempAuth(ta.TempAuthConf({}), make_ctx(["tempauth"]))
+    seen: list[web.Request] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        return web.Response(text="ok")
+
+    request = make_mocked_request("GET", "/v1/AUTH_test/c")
+    request["swift.authorize_override"] = True
+    assert (await auth(request, handler)).status == 200
+    assert "swift.authorize" not in seen[-1]
+    closed = ta.TempAuth(ta.TempAuthConf({"allow_overrides": False}), make_ctx(["tempauth"]))
+    request = make_mocked_request("GET", "/v1/AUTH_test/c")
+    request["swift.authorize_override"] = True
+    assert (await closed(request, handler)).status == 200
+    assert "swift.authorize" in seen[-1]
+
+
+# -- configuration ------------------------------------------------------------------
+
+
+def test_conf_parsing() -> None:
+    conf = ta.TempAuthConf({
+        "reseller_prefix": "AUTH, SERVICE,''",
+        "require_group": "g",
+        "SERVICE_require_group": "service",
+        "user_admin_admin": "admin .admin .reseller_admin",
+        "user64_dGVzdA_dGVzdGVy": "pw",  # base64 of test / tester, '=' stripped
+        "users": {"a:b": {"key": 5, "groups": ".admin x", "url": "$HOST/v1/X_a"}},
+        "auth_prefix": "auth2",
+        "token_life": "60",
+        "allow_overrides": "false",
+    })
+    assert conf.reseller_prefixes == ["AUTH_", "SERVICE_", ""]
+    assert conf.require_group == {"AUTH_": "g", "SERVICE_": "service", "": "g"}
+    assert conf.users["admin:admin"] == {"key": "admin", "url": "$HOST/v1/AUTH_admin",
+                                         "groups": [".admin", ".reseller_admin"]}
+    assert conf.users["test:tester"]["key"] == "pw"
+    assert conf.users["a:b"] == {"key": "5", "url": "$HOST/v1/X_a", "groups": [".admin", "x"]}
+    assert conf.auth_prefix == "/auth2/" and conf.token_life == 60
+    assert conf.allow_overrides is False
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"user_bad": "x"},
+        {"user_a_b": ""},
+        {"users": {"nocolon": {"key": "k"}}},
+        {"users": {"a:b": {"groups": []}}},
+        {"users": {"a:b": {"key": "k", "colour": "red"}}},
+        {"users": ["a:b"]},
+        {"token_life": "soon"},
+        {"fernet_key_1": "x"},
+        {"bogus": 1},
+    ],
+)
+def test_bad_conf(settings: dict[str, Any]) -> None:
+    async def inner(request: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    ctx = make_ctx(["cache", "tempauth"], {"tempauth": settings})
+    with pytest.raises(ConfigError, match="tempauth"):
+        build_pipeline(inner, ctx)
+
+
+# -- the decision table, against Swift's TempAuth --------------------------------
+
+GROUPS = {
+    "anonymous": "",
+    "owner": "test,test:tester,AUTH_test,SERVICE_test",
+    "member": "test,test:tester3",
+    "other": "test2,test2:tester2,AUTH_test2",
+    "reseller": "test,test:tester6,.reseller_admin",
+    "reader": "x,x:y,.reseller_reader",
+    "service": "test,test:tester,AUTH_test,SERVICE_test,test5,test5:tester5,AUTH_test5,service",
+}
+PATHS = ["/v1/AUTH_test", "/v1/AUTH_test/c", "/v1/AUTH_test/c/o", "/v1/OTHER_x/c",
+         "/v1/AUTH_.dot/c", "/v1/SERVICE_test/c/o", "/v1/AUTH_", "/v1"]
+METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"]
+CONTAINER_ACLS = [None, ".r:*", ".r:*,.rlistings", "test:tester3", "test2",
+                  ".r:.example.com,.rlistings", ".r:*,.r:-evil.com", "AUTH_test2,test%3Atester3"]
+REFERERS = [None, "http://www.example.com/page", "http://evil.com/"]
+ACCOUNT_ACLS = [None, {"read-only": ["test:tester3"]}, {"read-write": ["test2"]},
+                {"admin": ["test:tester3"]}, {}, "garbage"]
+
+
+def _swift_authorize(swift_ta: Any, app: Any, method: str, path: str, groups: str,
+                     acl: str | None, referer: str | None, account_acl: Any) -> tuple[int, bool]:
+    from swift.common.swob import Request
+
+    app.acl = account_acl
+    env = {"REQUEST_METHOD": method}
+    if groups:
+        env["REMOTE_USER"] = groups
+    headers = {"Referer": referer} if referer else {}
+    req = Request.blank(path, environ=env, headers=headers)
+    req.acl = acl
+    result = swift_ta.authorize(req)
+    return (result.status_int if result is not None else 0), bool(req.environ.get("swift_owner"))
+
+
+_BASE_REQUESTS: dict[tuple[str, str, str | None], web.Request] = {}
+
+
+async def _our_authorize(auth: ta.TempAuth, method: str, path: str, groups: str,
+                         acl: str | None, referer: str | None, account_acl: Any) -> tuple[int, bool]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.get("swift.source") == "TA" and request.method == "HEAD"
+        assert "swift.authorize" not in request
+        headers = {SYSMETA: account_acl} if account_acl is not None else {}
+        return web.Response(status=204, headers=headers)
+
+    # make_mocked_request is slow (mocks): make one per shape, clone it per case.
+    shape = (method, path, referer)
+    if shape not in _BASE_REQUESTS:
+        headers = {"Referer": referer} if referer else {}
+        _BASE_REQUESTS[shape] = make_mocked_request(method, path, headers=headers)
+    request = _BASE_REQUESTS[shape].clone()
+    if groups:
+        request["REMOTE_USER"] = groups
+    if acl is not None:
+        request["swift.acl"] = acl
+    result, owner = await auth.authorize(request, handler)
+    assert owner == bool(request.get("swift_owner"))
+    return (result.status if result is not None else 0), owner
+
+
+async def test_authorize_matches_swift() -> None:
+    from swift.common.middleware import tempauth as swift_tempauth
+    from swift.common.swob import Response
+
+    class AccountApp:
+        acl: Any = None
+
+        def __call__(self, env: dict[str, Any], start_response: Any) -> Any:
+            headers = {"X-Account-Container-Count": "0"}
+            if self.acl is not None:
+                headers[SYSMETA] = self.acl
+            return Response(status=204, headers=headers)(env, start_response)
+
+    app = AccountApp()
+    settings = {"reseller_prefix": "AUTH, SERVICE", "SERVICE_require_group": "service"}
+    swift_ta = swift_tempauth.filter_factory({}, **settings)(app)
+    logging.getLogger("tempauth").setLevel(logging.ERROR)
+    ours = ta.TempAuth(ta.TempAuthConf(dict(settings)), make_ctx(["tempauth"]))
+    checked = 0
+    mismatches = []
+    for method, path, who, acl, referer, account_acl in itertools.product(
+        METHODS, PATHS, GROUPS, CONTAINER_ACLS, REFERERS, ACCOUNT_ACLS
+    ):
+        stored = account_acl if not isinstance(account_acl, dict) else json.dumps(account_acl)
+        args = (method, path, GROUPS[who], acl, referer, stored)
+        expected = _swift_authorize(swift_ta, app, *args)
+        got = await _our_authorize(ours, *args)
+        checked += 1
+        if got != expected:
+            mismatches.append((args, expected, got))
+    assert not mismatches, mismatches[:10]
+    assert checked > 10000
+
+
+def test_clean_acl_matches_swift() -> None:
+    from swift.common.middleware.acl import clean_acl as swift_clean
+
+    values = [
+        "", "a,b", " .r:*", ".r:*.example.com", ".ref:-.bad.com", ".r:", ".r:.",
+        ".referrer:*", "a:b,.r:x", ".x:y", "acct:user, .rlistings", ".r:-", ":x", ".r :  y ",
+    ]
+    for name in ("X-Container-Read", "X-Container-Write"):
+        for value in values:
+            try:
+                expected: Any = swift_clean(name, value)
+            except ValueError as exc:
+                expected = ("error", str(exc))
+            try:
+                got: Any = ta.clean_acl(name, value)
+            except ValueError as exc:
+                got = ("error", str(exc))
+            assert got == expected, (name, value)
+
+
+def test_account_acl_errors_match_swift() -> None:
+    from swift.common.middleware import tempauth as swift_tempauth
+    from swift.common.swob import Request
+
+    swift_ta = swift_tempauth.filter_factory({})(lambda env, sr: [])
+    for value in ["x", "[]", "{}", '{"admin": ["a"]}', '{"foo": []}', '{"admin": "a"}',
+                  '{"read-write": [1, "a"]}', '{"read-only": ["a"], "admin": {}}', "null"]:
+        req = Request.blank("/v1/AUTH_a", headers={"X-Account-Access-Control": value})
+        assert ta.account_acl_errors(value) == swift_ta.extract_acl_and_report_errors(req), value
