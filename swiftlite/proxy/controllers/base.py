@@ -49,10 +49,6 @@ def is_success(status: int) -> bool:
     return 200 <= status < 300
 
 
-def status_class(status: int) -> int:
-    return status // 100
-
-
 def csv_append(value: str | None, item: str) -> str:
     return f"{value},{item}" if value else item
 
