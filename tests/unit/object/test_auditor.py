@@ -501,3 +501,18 @@ async def test_forever_mode_runs_both_passes_and_stops_on_sigterm(
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0
+
+
+def test_status_file_is_swifts(tmp_path: Path) -> None:
+    """Swift's auditor reads our status file and we read Swift's."""
+    swift_diskfile = pytest.importorskip("swift.obj.diskfile")
+    ours = tmp_path / "ours"
+    theirs = tmp_path / "theirs"
+    for d in (ours, theirs):
+        (d / "7").mkdir(parents=True)
+        (d / "12").mkdir()
+    assert save_status(str(ours), ALL, ["12", "7"], min_interval=0)
+    assert swift_diskfile.get_auditor_status(str(ours), None, ALL) == ["12", "7"]
+    swift_diskfile.update_auditor_status(str(theirs), None, ["7"], ZBF)
+    assert load_status(str(theirs), ZBF) == ["7"]
+    assert load_status(str(theirs), ALL) is None
