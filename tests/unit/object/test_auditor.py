@@ -516,3 +516,51 @@ def test_status_file_is_swifts(tmp_path: Path) -> None:
     swift_diskfile.update_auditor_status(str(theirs), None, ["7"], ZBF)
     assert load_status(str(theirs), ZBF) == ["7"]
     assert load_status(str(theirs), ALL) is None
+
+
+async def test_a_stalled_device_does_not_hold_up_another(
+    devices: str, mgr: DiskFileManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from swiftlite.object import auditor_checks
+
+    bad_a = put(mgr, b"abc", "on-sda", dev="sda")
+    bad_b = put(mgr, b"abc", "on-sdb", dev="sdb")
+    for path in (bad_a, bad_b):
+        os.truncate(path, 1)
+    release = threading.Event()
+    real_list = auditor_checks.list_object_hashes
+
+    def list_hashes(partition_path: str) -> list[str]:
+        if "/sda/" in partition_path:
+            release.wait(30)  # a disk that does not answer
+        return real_list(partition_path)
+
+    monkeypatch.setattr(auditor_checks, "list_object_hashes", list_hashes)
+    aud = make_auditor(devices, tmp_path, concurrency=2)
+    task = asyncio.create_task(aud.audit_pass(ZBF))
+    try:
+        while os.path.exists(bad_b):
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        assert os.path.exists(bad_a)
+    finally:
+        release.set()
+        stats = await task
+        aud.close()
+    assert stats.quarantined == 2
+
+
+async def test_unmounted_devices_are_skipped(
+    devices: str, mgr: DiskFileManager, tmp_path: Path
+) -> None:
+    path = put(mgr, b"abc")
+    os.truncate(path, 1)
+    aud = make_auditor(devices, tmp_path, mount_check=True)
+    try:
+        stats = await aud.audit_pass(ALL)
+    finally:
+        aud.close()
+    assert stats.files_processed == 0 and stats.errors == 0
+    assert os.path.exists(path)

@@ -478,3 +478,49 @@ async def test_forever_mode_stops_on_sigterm(
     assert proc.returncode == 0
     assert not os.path.exists(path)
     assert [len(f.requests) for f in fakes] == [1, 1, 1]  # sent once, not again
+
+
+async def test_a_stalled_device_does_not_hold_up_another(
+    devices: Path,
+    swift_dir: Path,
+    tmp_path: Path,
+    fakes: list[FakeContainerServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from swiftlite.object import updater_records
+
+    (devices / "sdb").mkdir()
+    stuck = pending(devices, obj="stuck", dev="sda")
+    free = pending(devices, obj="free", dev="sdb")
+    release = threading.Event()
+    real_scan = updater_records.scan_prefix
+
+    def scan(prefix_path: str, policy_index: int) -> Any:
+        if "/sda/" in prefix_path:
+            release.wait(30)  # a disk that does not answer
+        return real_scan(prefix_path, policy_index)
+
+    monkeypatch.setattr(updater_records, "scan_prefix", scan)
+    upd = make_updater(devices, swift_dir, tmp_path, updater_workers=2)
+    task = asyncio.create_task(upd.update_pass())
+    try:
+        while os.path.exists(free):
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        assert os.path.exists(stuck)
+    finally:
+        release.set()
+        stats = await task
+        await upd.close()
+    assert stats.successes == 2 and not os.path.exists(stuck)
+
+
+async def test_unmounted_devices_are_skipped(
+    devices: Path, swift_dir: Path, tmp_path: Path, fakes: list[FakeContainerServer]
+) -> None:
+    path = pending(devices)
+    stats = await run_pass(make_updater(devices, swift_dir, tmp_path, mount_check=True))
+    assert stats.successes == 0 and stats.errors == 0
+    assert os.path.exists(path) and fakes[0].requests == []
