@@ -564,3 +564,21 @@ async def test_unmounted_devices_are_skipped(
         aud.close()
     assert stats.files_processed == 0 and stats.errors == 0
     assert os.path.exists(path)
+
+
+async def test_file_in_place_of_a_hash_dir_is_quarantined(
+    devices: str, mgr: DiskFileManager, tmp_path: Path
+) -> None:
+    h = hash_path("a", "c", "not-a-dir")
+    suffix_dir = Path(devices) / "sda" / "objects" / "3" / h[-3:]
+    suffix_dir.mkdir(parents=True)
+    (suffix_dir / h).write_bytes(b"junk")
+    (suffix_dir / "not-a-hash").mkdir()  # not hash-shaped: left alone
+    aud = make_auditor(devices, tmp_path)
+    try:
+        stats = await aud.audit_pass(ZBF)
+    finally:
+        aud.close()
+    assert stats.files_processed == 1 and stats.quarantined == 1
+    assert quarantined(devices) == [h]
+    assert (suffix_dir / "not-a-hash").is_dir()
