@@ -68,7 +68,19 @@ class ProxyApp:
     def object_ring(self, policy_index: int) -> Ring | None:
         return self._object_rings.get(policy_index)
 
+    def rings(self) -> list[Ring]:
+        return [self.account_ring, self.container_ring, *self._object_rings.values()]
+
+    async def start(self) -> None:
+        """Reload rings off the event loop: without a watcher a lookup would
+        stat the ring file on the loop every reload_time seconds."""
+        self._watchers = [asyncio.create_task(ring.watch()) for ring in self.rings()]
+
     async def close(self) -> None:
+        watchers = getattr(self, "_watchers", [])
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         if self._background:
             await asyncio.wait(self._background, timeout=self.conf.node_timeout)
         await self.backend.close()

@@ -41,12 +41,16 @@ def make_app(conf: ProxyServerConfig, cluster: ClusterConfig | None = None) -> w
         for hook in ctx.response_hooks:
             hook(request, response)
 
+    async def on_startup(_app: web.Application) -> None:
+        await proxy.start()
+
     async def on_cleanup(_app: web.Application) -> None:
         await proxy.close()
 
     app = web.Application(client_max_size=1 << 20)
     app.router.add_route("*", "/{tail:.*}", entry, expect_handler=_no_expect)
     app.on_response_prepare.append(on_prepare)
+    app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     app[PROXY_KEY] = proxy
     app[CTX_KEY] = ctx

@@ -175,3 +175,14 @@ async def test_info_keys_match_swift(swift_dir: Path, aiohttp_client: Any) -> No
     for name in expected & set(swift_constraints.EFFECTIVE_CONSTRAINTS):
         assert info["swift"][name] == swift_constraints.EFFECTIVE_CONSTRAINTS[name], name
     assert (await client.post("/info")).status == 405
+
+
+async def test_rings_reload_off_the_loop(swift_dir: Path, aiohttp_client: Any) -> None:
+    from swiftlite.proxy.server import PROXY_KEY
+
+    client = await client_for(aiohttp_client, conf_for(swift_dir))
+    proxy = client.server.app[PROXY_KEY]
+    # Every ring has a watcher task, so lookups never stat the file on the loop.
+    assert all(ring._watchers == 1 for ring in proxy.rings())
+    await client.close()
+    assert all(ring._watchers == 0 for ring in proxy.rings())
