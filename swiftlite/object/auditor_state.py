@@ -3,8 +3,9 @@ progress and the recon cache.
 
 * :class:`RateLimiter` is Hummingbird's ``rateLimitSleep``: after counting
   ``n`` more units it sleeps until ``count <= elapsed * rate``, so a pass
-  keeps an average rate without bursts building up credit. Clock and sleep
-  are injectable so tests check the sleeps asked for instead of timing them.
+  keeps an average rate; idle time builds up at most a few seconds of
+  credit (Swift's ``rate_buffer``). Clock and sleep are injectable so tests
+  check the sleeps asked for instead of timing them.
 * Auditor progress is Swift's ``<dev>/objects[-N]/auditor_status_<TYPE>.json``
   holding the partitions not yet audited (plus a version field); a restarted
   auditor resumes with them instead of starting the device over.
@@ -37,29 +38,37 @@ RECON_OBJECT_FILE = "object.recon"
 
 
 class RateLimiter:
-    """Average-rate limiter (``rate`` units per second; 0 or less is unlimited)."""
+    """Average-rate limiter (``rate`` units per second; 0 or less is unlimited).
+
+    Time that passed without work is credit, but at most ``burst`` seconds of
+    it (Swift's ``rate_buffer``): after a stall (a slow listing, a disk that
+    hung) the limiter does not let a long burst through to "catch up".
+    """
 
     def __init__(
         self,
         rate: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        burst: float = 5.0,
     ) -> None:
         self.rate = rate
         self.clock = clock
         self.sleep = sleep
-        self.start = clock()
-        self.count = 0.0
+        self.burst = burst
+        # When the work counted so far is due to be done at ``rate``.
+        self.due = clock()
 
     async def consume(self, n: float = 1.0) -> float:
         """Count ``n`` units; sleep as long as needed to stay at the rate.
 
         Returns the seconds slept (0.0 when none).
         """
-        self.count += n
         if self.rate <= 0:
             return 0.0
-        wait = self.count / self.rate - (self.clock() - self.start)
+        now = self.clock()
+        self.due = max(self.due, now - self.burst) + n / self.rate
+        wait = self.due - now
         if wait <= 0:
             return 0.0
         await self.sleep(wait)

@@ -277,9 +277,13 @@ async def test_rate_limiter_sleeps() -> None:
     for _ in range(4):
         await lim.consume(1)
     assert fake.sleeps == pytest.approx([0.05, 0.05, 0.05, 0.05])
-    # Time that passed without work is credit: no sleep while under the rate.
+    # Time that passed without work is credit: no sleep while under the rate...
     fake.now += 10
     assert await lim.consume(1) == 0.0
+    # ...but at most 5 s of it (100 units at 20/s), not the whole 10 s.
+    for _ in range(99):
+        assert await lim.consume(1) < 1e-6
+    assert await lim.consume(1) == pytest.approx(0.05)
     unlimited = RateLimiter(0, fake.clock, fake.sleep)
     assert await unlimited.consume(10**9) == 0.0
 
