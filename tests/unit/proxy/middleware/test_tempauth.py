@@ -404,9 +404,14 @@ GROUPS = {
 PATHS = ["/v1/AUTH_test", "/v1/AUTH_test/c", "/v1/AUTH_test/c/o", "/v1/OTHER_x/c",
          "/v1/AUTH_.dot/c", "/v1/SERVICE_test/c/o", "/v1/AUTH_", "/v1"]
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"]
-CONTAINER_ACLS = [None, ".r:*", ".r:*,.rlistings", "test:tester3", "test2",
-                  ".r:.example.com,.rlistings", ".r:*,.r:-evil.com", "AUTH_test2,test%3Atester3"]
-REFERERS = [None, "http://www.example.com/page", "http://evil.com/"]
+# (container ACL, Referer) pairs: referrers only matter with referrer ACLs.
+ACL_REFERERS = [
+    (None, None), (None, "http://www.example.com/page"), (".r:*", None),
+    (".r:*", "http://evil.com/"), (".r:*,.rlistings", None), ("test:tester3", None),
+    ("test2", None), (".r:.example.com,.rlistings", "http://www.example.com/page"),
+    (".r:.example.com,.rlistings", "http://evil.com/"), (".r:*,.r:-evil.com", "http://evil.com/"),
+    (".r:*,.r:-evil.com", "http://ok.com/"), ("AUTH_test2,test%3Atester3", None),
+]
 ACCOUNT_ACLS = [None, {"read-only": ["test:tester3"]}, {"read-write": ["test2"]},
                 {"admin": ["test:tester3"]}, {}, "garbage"]
 
@@ -472,8 +477,8 @@ async def test_authorize_matches_swift() -> None:
     ours = ta.TempAuth(ta.TempAuthConf(dict(settings)), make_ctx(["tempauth"]))
     checked = 0
     mismatches = []
-    for method, path, who, acl, referer, account_acl in itertools.product(
-        METHODS, PATHS, GROUPS, CONTAINER_ACLS, REFERERS, ACCOUNT_ACLS
+    for method, path, who, (acl, referer), account_acl in itertools.product(
+        METHODS, PATHS, GROUPS, ACL_REFERERS, ACCOUNT_ACLS
     ):
         stored = account_acl if not isinstance(account_acl, dict) else json.dumps(account_acl)
         args = (method, path, GROUPS[who], acl, referer, stored)
