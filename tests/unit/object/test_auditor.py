@@ -586,3 +586,25 @@ async def test_file_in_place_of_a_hash_dir_is_quarantined(
     assert stats.files_processed == 1 and stats.quarantined == 1
     assert quarantined(devices) == [h]
     assert (suffix_dir / "not-a-hash").is_dir()
+
+
+async def test_progress_every_log_time(
+    devices: str, mgr: DiskFileManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    put(mgr, b"one", "o1", part=1)
+    put(mgr, b"two", "o2", part=2)
+    fake = FakeTime()
+    aud = make_auditor(devices, tmp_path, fake, log_time=10, files_per_second=0.1)
+    aud.logger.propagate = True  # let caplog see the daemon's lines
+    try:
+        with caplog.at_level("INFO", logger=aud.logger.name):
+            await aud.audit_pass(ALL, devices=["sda"])
+    finally:
+        aud.logger.propagate = False
+        aud.close()
+    # 10 s per file at 0.1/s: a progress line after each file (log_time 10 s).
+    progress = [r for r in caplog.records if "Object audit (ALL) progress" in r.getMessage()]
+    assert len(progress) == 2
+    assert "2 files" in progress[-1].getMessage()
+    recon = read_recon(str(tmp_path / "recon"))
+    assert recon["object_auditor_stats_ALL_progress"]["files_processed"] == 2
