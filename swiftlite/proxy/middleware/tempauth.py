@@ -24,12 +24,10 @@ several as a comma list, ``''`` for none), ``<PREFIX>_require_group``,
 ``allow_overrides`` (true), ``storage_url_scheme`` (default). Fernet tokens
 and s3api are not supported.
 
-Where the swiftlite proxy does not (yet) do what Swift's proxy does for auth,
-this middleware does it on its side: it checks and moves
-``X-Account-Access-Control`` into account sysmeta, cleans
-``X-Container-Read``/``-Write`` (``swift.clean_acl``), shows the account ACL
-to owners and hides owner-only headers from everyone else on account and
-container GET/HEAD answers.
+As in Swift, the proxy does the rest with what this middleware leaves in
+the request: it cleans container ACLs with ``request["swift.clean_acl"]``,
+and shows owner-only headers (ACLs, temp-url keys, the account ACL) only to
+requests marked ``swift_owner``.
 """
 
 from __future__ import annotations
@@ -54,18 +52,6 @@ DEFAULT_TOKEN_LIFE = 86400
 ACCOUNT_ACL_HEADER = "X-Account-Access-Control"
 ACCOUNT_ACL_SYSMETA = "X-Account-Sysmeta-Core-Access-Control"
 TEMPAUTH_ACL_KEYS = ("admin", "read-write", "read-only")
-# Swift's proxy `swift_owner_headers` default: shown only to account owners.
-SWIFT_OWNER_HEADERS = (
-    "x-container-read",
-    "x-container-write",
-    "x-container-sync-key",
-    "x-container-sync-to",
-    "x-account-meta-temp-url-key",
-    "x-account-meta-temp-url-key-2",
-    "x-container-meta-temp-url-key",
-    "x-container-meta-temp-url-key-2",
-    "x-account-access-control",
-)
 
 AuthResult = web.StreamResponse | None
 
@@ -430,77 +416,33 @@ class TempAuth:
         return await self.call_authorized(request, handler)
 
     async def call_authorized(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        state = {"owner": False}
-        orig_path, orig_method = request.path, request.method
-
         async def authorize(req: web.Request) -> AuthResult:
-            result, owner = await self.authorize(req, handler)
-            if req.path == orig_path and req.method == orig_method:
-                state["owner"] = owner
-            return result
+            return (await self.authorize(req, handler))[0]
 
         request["swift.authorize"] = authorize
         request["swift.clean_acl"] = clean_acl
-        request, error = self.rewrite_acl_headers(request)
+        request, error = self.move_account_acl(request)
         if error is not None:
             return error
-        response = await handler(request)
-        if request.method in ("GET", "HEAD") and not response.prepared:
-            self.filter_owner_headers(request, response, state["owner"])
-        return response
+        return await handler(request)
 
-    def rewrite_acl_headers(
+    def move_account_acl(
         self, request: web.Request
     ) -> tuple[web.Request, web.StreamResponse | None]:
-        """Check ACL headers as Swift does before the proxy sees them: an
-        account ACL becomes account sysmeta, container ACLs are cleaned."""
-        try:
-            _version, _account, container, obj = split_path(request.path, 1, 4, True)
-        except ValueError:
-            return request, None
-        headers: CIMultiDict[str] | None = None
+        """As Swift's tempauth: a client's X-Account-Access-Control must be
+        valid (else 400) and goes to the account as sysmeta. Only an owner
+        gets past authorize with it to an account POST/PUT."""
         acl = request.headers.get(ACCOUNT_ACL_HEADER)
-        if acl is not None:
-            error = account_acl_errors(acl)
-            if error:
-                body = f"X-Account-Access-Control invalid: {error}\n\nInput: {acl}\n"
-                return request, swift_response(400, body, content_type="text/plain; charset=UTF-8")
-            headers = CIMultiDict(request.headers)
-            del headers[ACCOUNT_ACL_HEADER]
-            headers[ACCOUNT_ACL_SYSMETA] = acl
-        if container and not obj and request.method in ("PUT", "POST"):
-            for name in ("X-Container-Read", "X-Container-Write"):
-                value = request.headers.get(name)
-                if value is None:
-                    continue
-                try:
-                    cleaned = clean_acl(name, value)
-                except ValueError as exc:
-                    return request, swift_response(400, str(exc), content_type="text/plain")
-                if headers is None:
-                    headers = CIMultiDict(request.headers)
-                headers[name] = cleaned
-        if headers is None:
+        if acl is None:
             return request, None
+        error = account_acl_errors(acl)
+        if error:
+            body = f"X-Account-Access-Control invalid: {error}\n\nInput: {acl}\n"
+            return request, swift_response(400, body, content_type="text/plain; charset=UTF-8")
+        headers: CIMultiDict[str] = CIMultiDict(request.headers)
+        del headers[ACCOUNT_ACL_HEADER]
+        headers[ACCOUNT_ACL_SYSMETA] = acl
         return request.clone(headers=headers), None
-
-    def filter_owner_headers(
-        self, request: web.Request, response: web.StreamResponse, owner: bool
-    ) -> None:
-        try:
-            _version, account, container, obj = split_path(request.path, 1, 4, True)
-        except ValueError:
-            return
-        if obj or not account:
-            return
-        if owner and not container:
-            # As Swift's account controller: the stored ACL, re-serialized.
-            acl = parse_acl_v2(response.headers.get(ACCOUNT_ACL_SYSMETA))
-            if acl:
-                response.headers[ACCOUNT_ACL_HEADER] = format_acl_v2(acl)
-        if not owner:
-            for name in SWIFT_OWNER_HEADERS:
-                response.headers.popall(name, None)
 
     # -- authorization ---------------------------------------------------------
 
