@@ -292,8 +292,15 @@ class ContainerUpdater:
             total=self.conn_timeout + self.node_timeout, sock_connect=self.conn_timeout
         )
         try:
+            # No automatic redirects: a shard 301 must reach the code below,
+            # which leaves it to the updater (a followed 301 would PUT the row
+            # to the shard without the updater's bookkeeping).
             async with self._get_session().request(
-                record["op"], url, headers=record["headers"], timeout=timeout
+                record["op"],
+                url,
+                headers=record["headers"],
+                timeout=timeout,
+                allow_redirects=False,
             ) as resp:
                 await resp.read()
                 if 200 <= resp.status < 300:

@@ -25,6 +25,7 @@ class FakeContainerServer:
         self.requests: list[tuple[str, str, CIMultiDict[str]]] = []
         self.release = asyncio.Event()
         self.hang = False
+        self.headers: dict[str, str] = {}
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.server = TestServer(app, host="127.0.0.1")
@@ -33,7 +34,7 @@ class FakeContainerServer:
         self.requests.append((request.method, request.raw_path, CIMultiDict(request.headers)))
         if self.hang:
             await self.release.wait()
-        return web.Response(status=self.status)
+        return web.Response(status=self.status, headers=self.headers)
 
     @property
     def host(self) -> str:
@@ -186,3 +187,24 @@ def test_container_targets_parsing() -> None:
         {"X-Container-Host": "h:1, h:2", "X-Container-Device": "a,b", "X-Container-Partition": "3"}
     ) == [updates.UpdateTarget("h:1", "a", "3"), updates.UpdateTarget("h:2", "b", "3")]
     assert updates.container_targets({"X-Container-Host": "h:1,h:2", "X-Container-Device": "a"}) is None
+
+
+async def test_shard_redirect_is_not_followed(devices: str) -> None:
+    shard = FakeContainerServer()
+    root = FakeContainerServer(status=301)
+    await shard.server.start_server()
+    await root.server.start_server()
+    root.headers = {"Location": f"http://{shard.host}/sd/1/.shards_a/c-shard/o"}
+    try:
+        upd = make_updater(devices)
+        out = {"x-timestamp": "1.00000"}
+        await upd.update("PUT", "a", "c", "o", req_headers(root.host), out, "sda", 0)
+        await upd.close()
+    finally:
+        await shard.server.close()
+        await root.server.close()
+    assert len(root.requests) == 1
+    # The redirect is left to the updater: nothing reached the shard, and the
+    # update waits in async_pending.
+    assert shard.requests == []
+    assert len(pending_files(devices)) == 1
