@@ -99,6 +99,12 @@ async def test_get_token_forms(build: Build) -> None:
     host = f"{client.server.host}:{client.server.port}"
     assert resp.headers["X-Storage-Url"] == f"http://{host}/v1/AUTH_test"
     assert 0 < int(resp.headers["X-Auth-Token-Expires"]) <= 86400
+    swift_resp = _swift_get_token("/auth/v1.0", {"X-Auth-User": "test:tester",
+                                                 "X-Auth-Key": "testing"})
+    assert swift_resp.status_int == 200
+    ids = {"x-trans-id", "x-openstack-request-id"}  # from catch_errors, not tempauth
+    assert {k.lower() for k in swift_resp.headers if k.lower().startswith("x-")} == {
+        k.lower() for k in resp.headers if k.lower().startswith("x-")} - ids
     # The same user gets the same live token back.
     again, _url = await _token(client, "test:tester", "testing")
     assert again == token
@@ -146,6 +152,32 @@ async def test_get_token_refused(build: Build, path: str, headers: dict[str, str
         assert "Www-Authenticate" not in resp.headers
     else:
         assert resp.headers["Www-Authenticate"] == f'Swift realm="{realm}"'
+    # Swift's TempAuth answers the same.
+    swift_resp = _swift_get_token(path, headers)
+    assert swift_resp.status_int == status
+    assert swift_resp.headers.get("Www-Authenticate") == resp.headers.get("Www-Authenticate")
+
+
+class _DictCache:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, **kwargs: Any) -> Any:
+        return self.data.get(key)
+
+    def set(self, key: str, value: Any, **kwargs: Any) -> None:
+        self.data[key] = value
+
+
+def _swift_get_token(path: str, headers: dict[str, str]) -> Any:
+    from swift.common.middleware import tempauth as swift_tempauth
+    from swift.common.swob import Request
+
+    conf = {f"user_{k.replace(':', '_')}": (v if isinstance(v, str) else
+            " ".join([v["key"], *v.get("groups", [])])) for k, v in USERS.items()}
+    swift_ta = swift_tempauth.filter_factory({}, **conf)(lambda env, sr: [])
+    req = Request.blank(path, headers=headers, environ={"swift.cache": _DictCache()})
+    return req.get_response(swift_ta)
 
 
 async def test_auth_only_answers_get(build: Build) -> None:
