@@ -356,18 +356,30 @@ class ObjectReplicator(Daemon):
     # -- sessions ----------------------------------------------------------
 
     async def _connect(self, job: Job, node: Node, need_hashes: bool) -> RepconnClient:
-        return await RepconnClient.connect(
-            node["replication_ip"],
-            node["replication_port"],
-            node["device"],
-            job.partition,
-            job.policy.index,
-            need_hashes=need_hashes,
-            conn_timeout=self.conf.conn_timeout,
-            http_timeout=self.conf.http_timeout,
-            node_timeout=self.conf.node_timeout,
-            txn_id=f"repl-{uuid.uuid4().hex[:21]}-{job.local_dev_id}",
-        )
+        """A session, waiting (with backoff, up to ``node_timeout``) while the
+        peer's device is busy: a 503 there means "all incoming sessions taken"
+        and a slot frees as soon as another sender's partition is done."""
+        deadline = time.monotonic() + self.conf.node_timeout
+        delay = 0.02
+        while True:
+            try:
+                return await RepconnClient.connect(
+                    node["replication_ip"],
+                    node["replication_port"],
+                    node["device"],
+                    job.partition,
+                    job.policy.index,
+                    need_hashes=need_hashes,
+                    conn_timeout=self.conf.conn_timeout,
+                    http_timeout=self.conf.http_timeout,
+                    node_timeout=self.conf.node_timeout,
+                    txn_id=f"repl-{uuid.uuid4().hex[:21]}-{job.local_dev_id}",
+                )
+            except RepconnRefused as exc:
+                if exc.status != 503 or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
 
     async def _open_sessions(
         self, job: Job, nodes: list[Node], need_hashes: bool, replace_unmounted: bool

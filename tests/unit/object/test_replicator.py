@@ -276,3 +276,52 @@ async def test_event_loop_never_blocks_during_a_pass(make_cluster) -> None:
     assert b.files(names[0]) == [f"{t2}.ts"]
     assert len(c.read("a/c/large")) == 3 * 1024 * 1024
     assert repl_h.stats.handoff_files_removed == len(names)
+
+
+async def test_forever_mode_repeats_passes_until_stopped(make_cluster) -> None:
+    cluster = await make_cluster(count=2, primaries=2)
+    a, b = cluster.nodes
+    a.put("a/c/first", b"1", ts(-1))
+    repl = cluster.replicator(a, interval=0.01)
+    passes: list[int] = []
+    real_run_once = repl.run_once
+
+    async def counting_run_once() -> None:
+        await real_run_once()
+        passes.append(repl.stats.files_sent)
+        if len(passes) == 1:
+            a.put("a/c/second", b"2", ts())  # arrives between passes
+        if len(passes) == 3:
+            repl.stopping.set()
+
+    repl.run_once = counting_run_once  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(repl.run_forever(), 30)
+    finally:
+        repl.close()
+    assert passes == [1, 1, 0]
+    assert b.read("a/c/second") == b"2"
+
+
+async def test_busy_peer_is_retried_not_skipped(make_cluster) -> None:
+    """Two partitions at once against a peer taking one session per device:
+    the second session is refused (503) at first and retried until it gets in."""
+    cluster = await make_cluster(count=2, primaries=2)
+    a, b = cluster.nodes
+    b.server.conf.replication_concurrency_per_device = 1  # type: ignore[attr-defined]
+    a.put("a/c/p0", b"zero", ts(), part=0)
+    a.put("a/c/p1", b"one", ts(), part=1)
+    refused: list[int] = []
+    real = b.server.dm.slot
+
+    def counting_slot(device: str, kind: str = "read", limit: int | None = None):  # type: ignore[no-untyped-def]
+        if kind == "replication" and limit == 1 and b.server.dm.usage().get(device, 0) >= 1:
+            refused.append(1)
+        return real(device, kind, limit)
+
+    b.server.dm.slot = counting_slot  # type: ignore[method-assign]
+    repl = await cluster.run_pass(a, concurrency=2)
+    assert repl.stats.peers_unavailable == 0 and repl.stats.files_sent == 2
+    assert refused  # the race did happen
+    assert b.read("a/c/p0", part=0) == b"zero"
+    assert b.read("a/c/p1", part=1) == b"one"
