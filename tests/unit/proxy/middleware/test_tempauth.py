@@ -593,3 +593,17 @@ async def test_with_the_proxy_app(tmp_path: Any, aiohttp_client: Any) -> None:
     token2, _ = await _token(client, "test2:tester2", "testing2")
     resp = await client.post("/v1/AUTH_test", headers={"X-Auth-Token": token2})
     assert resp.status == 403
+
+
+async def test_empty_reseller_prefix(build: Build) -> None:
+    """With reseller_prefix '' tempauth cannot know a token or an account
+    is not its own: it never refuses outright, the proxy's call does."""
+    client, proxy, _ctx = await _client(build, reseller_prefix="''")
+    token, url = await _token(client, "test:tester", "testing")
+    assert token.startswith("tk") and url.endswith("/v1/test")
+    assert (await client.get("/v1/test/c", headers={"X-Auth-Token": token})).status == 200
+    assert proxy.seen[-1]["swift_owner"] is True
+    resp = await client.get("/v1/test/c", headers={"X-Auth-Token": "tkbogus"})
+    assert resp.status == 401
+    assert len(proxy.seen) == 2  # reached the proxy, denied there
+    assert (await client.get("/v1/other/c")).status == 401
