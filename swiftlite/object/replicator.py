@@ -483,6 +483,11 @@ class ObjectReplicator(Daemon):
     # -- handoff partitions ------------------------------------------------
 
     async def revert(self, job: Job) -> None:
+        if not job.peers:
+            # No primary to hand the data to: never delete the only copy.
+            self.logger.error("%s: handoff partition without primaries", job.name)
+            self.stats.errors += 1
+            return
         peers, failed = await self._open_sessions(
             job, job.peers, need_hashes=True, replace_unmounted=False
         )

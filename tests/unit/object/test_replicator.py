@@ -325,3 +325,36 @@ async def test_busy_peer_is_retried_not_skipped(make_cluster) -> None:
     assert refused  # the race did happen
     assert b.read("a/c/p0", part=0) == b"zero"
     assert b.read("a/c/p1", part=1) == b"one"
+
+
+async def test_job_selection(make_cluster) -> None:
+    cluster = await make_cluster(count=4, primaries=3)
+    node = cluster.nodes[3]  # a handoff for partition 0, a primary for partition 1
+    node.put("a/c/x", b"x", ts(), part=0)
+    node.put("a/c/y", b"y", ts(), part=1)
+    repl = cluster.replicator(node, handoffs_first=True)
+    try:
+        jobs = await repl.collect_jobs()
+        assert [(j.partition, j.handoff) for j in jobs] == [(0, True), (1, False)]
+        assert sorted(p["id"] for p in jobs[0].peers) == [0, 1, 2]
+        assert sorted(p["id"] for p in jobs[1].peers) == [0, 1]
+    finally:
+        repl.close()
+    repl = cluster.replicator(node, partitions_only=[1])
+    try:
+        assert [j.partition for j in await repl.collect_jobs()] == [1]
+    finally:
+        repl.close()
+    # A local device that fails its mount check is skipped and counted.
+    repl = cluster.replicator(node, mount_check=True)
+    try:
+        assert await repl.collect_jobs() == []
+        assert repl.stats.errors == 1
+    finally:
+        repl.close()
+    # Another node's devices are not this one's.
+    repl = cluster.replicator(node, devices_only=["sda"])
+    try:
+        assert await repl.collect_jobs() == []
+    finally:
+        repl.close()
