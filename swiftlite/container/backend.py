@@ -354,6 +354,18 @@ class ContainerBroker(DatabaseBroker):
             expired, _ = self._expired_stats(conn, time.time() if now is None else now, None)
         return int(total) - expired <= 0
 
+    def is_old_enough_to_reclaim(self, now: float, reclaim_age: float) -> bool:
+        """Deleted (delete after put) longer than reclaim_age ago."""
+        with self.get() as conn:
+            row = conn.execute(
+                "SELECT put_timestamp, delete_timestamp FROM container_info"
+            ).fetchone()
+        return Timestamp(max(0.0, now - reclaim_age)) > Timestamp(row[1]) > Timestamp(row[0])
+
+    def is_reclaimable(self, now: float, reclaim_age: float) -> bool:
+        """The replicator may remove the DB file: long deleted and empty."""
+        return self.is_old_enough_to_reclaim(now, reclaim_age) and self.empty(now)
+
     @property
     def storage_policy_index(self) -> int:
         if self._storage_policy_index is None:

@@ -488,3 +488,18 @@ def test_refuses_foreign_layouts(tmp_path: Any) -> None:
     conn.close()
     with pytest.raises(SchemaError):
         ContainerBroker(path).get_info()
+
+
+def test_reclaimable(broker: ContainerBroker) -> None:
+    broker.put_object("o", ts(2), 1, "t/p", "e")
+    assert not broker.is_reclaimable(10_000, 100)
+    broker.delete_db(ts(3))
+    assert not broker.is_reclaimable(10_000, 100)  # not empty
+    broker.delete_object("o", ts(4))
+    assert broker.is_reclaimable(10_000, 100)
+    assert not broker.is_reclaimable(50, 100)  # deleted too recently
+    broker.update_put_timestamp(ts(5))  # recreated
+    assert not broker.is_reclaimable(10_000, 100)
+    # Tombstone rows older than the age go; the sync tables stay.
+    broker.reclaim(10_000 - 100, 0)
+    assert broker.get_objects() == []
