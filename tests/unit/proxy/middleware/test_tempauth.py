@@ -443,7 +443,7 @@ ACCOUNT_ACLS = [None, {"read-only": ["test:tester3"]}, {"read-write": ["test2"]}
 
 
 def _swift_authorize(swift_ta: Any, app: Any, method: str, path: str, groups: str,
-                     acl: str | None, referer: str | None, account_acl: Any) -> tuple[int, bool]:
+                     acl: str | None, referer: str | None, account_acl: Any) -> tuple[Any, bool]:
     from swift.common.swob import Request
 
     app.acl = account_acl
@@ -454,14 +454,19 @@ def _swift_authorize(swift_ta: Any, app: Any, method: str, path: str, groups: st
     req = Request.blank(path, environ=env, headers=headers)
     req.acl = acl
     result = swift_ta.authorize(req)
-    return (result.status_int if result is not None else 0), bool(req.environ.get("swift_owner"))
+    if result is None:
+        return 0, bool(req.environ.get("swift_owner"))
+    if result.status_int == 401:
+        # swob adds this header when the 401 is sent.
+        return (401, result.www_authenticate()), bool(req.environ.get("swift_owner"))
+    return result.status_int, bool(req.environ.get("swift_owner"))
 
 
 _BASE_REQUESTS: dict[tuple[str, str, str | None], web.Request] = {}
 
 
 async def _our_authorize(auth: ta.TempAuth, method: str, path: str, groups: str,
-                         acl: str | None, referer: str | None, account_acl: Any) -> tuple[int, bool]:
+                         acl: str | None, referer: str | None, account_acl: Any) -> tuple[Any, bool]:
     async def handler(request: web.Request) -> web.StreamResponse:
         assert request.get("swift.source") == "TA" and request.method == "HEAD"
         assert "swift.authorize" not in request
@@ -480,7 +485,11 @@ async def _our_authorize(auth: ta.TempAuth, method: str, path: str, groups: str,
         request["swift.acl"] = acl
     result, owner = await auth.authorize(request, handler)
     assert owner == bool(request.get("swift_owner"))
-    return (result.status if result is not None else 0), owner
+    if result is None:
+        return 0, owner
+    if result.status == 401:
+        return (401, result.headers["Www-Authenticate"]), owner
+    return result.status, owner
 
 
 async def test_authorize_matches_swift() -> None:
