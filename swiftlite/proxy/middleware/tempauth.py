@@ -367,12 +367,12 @@ class TempAuth:
             return None
         cache = self.cache_of(request)
         data = await cache.get(f"{self.conf.reseller_prefix}/token/{token}")
-        if not data:
+        if not isinstance(data, list) or len(data) != 2:
             return None
         expires, groups = data
-        if expires < time.time():
+        if not isinstance(expires, int | float) or expires < time.time():
             return None
-        return groups  # type: ignore[no-any-return]
+        return groups if isinstance(groups, str) else None
 
     # -- the request path ----------------------------------------------------
 
@@ -401,8 +401,13 @@ class TempAuth:
                     request["reseller_request"] = True
                 mine = True
             elif conf.reseller_prefix:
-                # The definitive auth for this token: deny it outright.
-                return unauthorized(path)
+                # The definitive auth for this token: deny it outright (the
+                # realm is the raw second path segment here, as in Swift).
+                try:
+                    realm = split_path(path, 2, 3, True)[1] or "unknown"
+                except ValueError:
+                    realm = "unknown"
+                return unauthorized(path, realm)
             elif "swift.authorize" not in request:
                 request["swift.authorize"] = self.denied_response
         elif self.is_definitive(path):

@@ -616,3 +616,21 @@ async def test_empty_reseller_prefix(build: Build) -> None:
     assert resp.status == 401
     assert len(proxy.seen) == 2  # reached the proxy, denied there
     assert (await client.get("/v1/other/c")).status == 401
+
+
+async def test_expired_or_garbled_token(build: Build) -> None:
+    client, proxy, _ctx = await _client(build)
+    token, _ = await _token(client, "test:tester", "testing")
+    assert (await client.get("/v1/AUTH_test/c", headers={"X-Auth-Token": token})).status == 200
+    cache = proxy.seen[-1]["swift.cache"]
+    key = f"AUTH_/token/{token}"
+    entry = await cache.get(key)
+    assert entry[1] == "test,test:tester,AUTH_test"
+    await cache.set(key, [entry[0] - 100000, entry[1]])
+    resp = await client.get("/v1/AUTH_test/c", headers={"X-Auth-Token": token})
+    assert resp.status == 401 and resp.headers["Www-Authenticate"] == 'Swift realm="AUTH_test"'
+    # A new token replaces the expired one.
+    token2, _ = await _token(client, "test:tester", "testing")
+    assert token2 != token
+    await cache.set(f"AUTH_/token/{token2}", "garbage")
+    assert (await client.get("/v1/AUTH_test/c", headers={"X-Auth-Token": token2})).status == 401
