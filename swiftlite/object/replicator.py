@@ -493,11 +493,15 @@ class ObjectReplicator(Daemon):
         )
         all_primaries = len(job.peers)
         try:
+            # List before hashing: a file written after the listing is not
+            # offered (nor removed), and every listed file is in the hashes,
+            # so a suffix hash equal to a primary's really means "it has them".
+            objects = await self._list_objects(job, None)
             local = await self._local_hashes(job)
             for p in peers:
                 p.suffixes = {s for s, h in local.items() if p.hashes.get(s) != h}
             self.stats.suffixes_checked += len(local)
-            for name_hash, files in await self._list_objects(job, None):
+            for name_hash, files in objects:
                 suffix = name_hash[-3:]
                 # Primaries whose suffix hash equals ours hold these files already.
                 matching = sum(1 for p in peers if p.alive and suffix not in p.suffixes)
