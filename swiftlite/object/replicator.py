@@ -559,28 +559,29 @@ class ObjectReplicator(Daemon):
             self.stats.errors += 1
             self.logger.error("%s: cannot read %s: %s", job.name, rel, exc)
             return None
-        counts = {"insync": 0, "newer": 0}
-        for peer in targets:
-            if not peer.alive:
-                continue
-            self.stats.files_offered += 1
-            try:
-                result = await self._offer_to(job, peer, local)
-            except _PEER_ERRORS as exc:
-                peer.alive = False
-                self.stats.errors += 1
-                self.logger.warning("%s: lost peer %r: %r", job.name, peer, exc)
-                continue
-            if result == "corrupt":
-                await self._quarantine(job, path, "md5 of the data does not match its ETag")
-                return None
-            if result in ("exists", "newer", "sent"):
-                counts["insync"] += 1
-            if result == "newer":
-                counts["newer"] += 1
-            if result in ("exists",):
-                self.stats.files_in_sync += 1
-        return counts
+        live = [p for p in targets if p.alive]
+        # All peers at once: their receivers write (and fsync) in parallel.
+        results = await asyncio.gather(*(self._offer_guarded(job, p, local) for p in live))
+        if "corrupt" in results:
+            await self._quarantine(job, path, "md5 of the data does not match its ETag")
+            return None
+        return {
+            "insync": sum(1 for r in results if r in ("exists", "newer", "sent")),
+            "newer": results.count("newer"),
+        }
+
+    async def _offer_guarded(self, job: Job, peer: _Peer, local: LocalFile) -> str:
+        self.stats.files_offered += 1
+        try:
+            result = await self._offer_to(job, peer, local)
+        except _PEER_ERRORS as exc:
+            peer.alive = False
+            self.stats.errors += 1
+            self.logger.warning("%s: lost peer %r: %r", job.name, peer, exc)
+            return "lost"
+        if result == "exists":
+            self.stats.files_in_sync += 1
+        return result
 
     async def _offer_to(self, job: Job, peer: _Peer, local: LocalFile) -> str:
         answer: SyncAnswer = await peer.conn.offer(local.rel_path, local.metadata, local.size)
