@@ -24,8 +24,12 @@ syslog and statsd settings are accepted and ignored.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import logging
 import os
+import queue
 import string
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
@@ -55,6 +59,69 @@ _IGNORED_PREFIXES = (
     "access_log_statsd_valid_http_methods", "log_statsd_valid_http_methods",
 )
 _STRFTIME = frozenset("aAbBcdHIjmMpSUwWxXyYZ")
+
+
+class AccessLogWriter:
+    """Writes access-log records from one background thread per process.
+
+    A line per request written from the event loop would block it whenever
+    the log file or stderr pipe is slow (a full pipe blocks outright), so the
+    loop only queues the record. The thread starts on first use (after a
+    worker forks) and the queue is drained at exit; :meth:`flush` waits for
+    it (tests, shutdown)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[tuple[logging.Logger, logging.LogRecord] | None] = (
+            queue.SimpleQueue()
+        )
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.idle = threading.Condition(self.lock)
+
+    def put(self, logger: logging.Logger, record: logging.LogRecord) -> None:
+        if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+            self._start()
+        with self.lock:
+            self.pending += 1
+        self.queue.put((logger, record))
+
+    def _start(self) -> None:
+        with self.lock:
+            if self.thread is not None and self.pid == os.getpid() and self.thread.is_alive():
+                return
+            # After a fork the parent's queue state is meaningless here.
+            self.queue = queue.SimpleQueue()
+            self.pending = 0
+            self.pid = os.getpid()
+            self.thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+            self.thread.start()
+            atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            logger, record = item
+            try:
+                logger.handle(record)
+            except Exception:  # a broken handler must not stop the writer
+                pass
+            finally:
+                with self.lock:
+                    self.pending -= 1
+                    if self.pending == 0:
+                        self.idle.notify_all()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued line has been handed to its handlers."""
+        with self.lock:
+            self.idle.wait_for(lambda: self.pending == 0, timeout)
+
+
+WRITER = AccessLogWriter()
 
 
 class LogTime:
@@ -206,11 +273,15 @@ def factory(conf: dict[str, Any], ctx: PipelineContext) -> Middleware:
     def emit(line: str) -> None:
         # The transaction id is a field already; keep the line splittable
         # (the proxy's log handler would append " (txn: ...)").
+        if not logger.isEnabledFor(logging.INFO):
+            return
         token = txn_id.set(None)
         try:
-            logger.info(line)
+            record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, (), None)
         finally:
             txn_id.reset(token)
+        record.txn_id = None
+        WRITER.put(logger, record)
 
     def log(
         request: web.Request,

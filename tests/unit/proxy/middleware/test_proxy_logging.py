@@ -4,6 +4,7 @@ line Swift's own ProxyLoggingMiddleware writes for the same request."""
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +26,17 @@ TIMING = {2, 15, 18, 19}
 class Lines(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
-        self.lines: list[str] = []
+        self._lines: list[str] = []
+        self.threads: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        self.threads.add(threading.current_thread().name)
+        self._lines.append(self.format(record))
+
+    @property
+    def lines(self) -> list[str]:
+        pl.WRITER.flush()  # lines are written by the access-log thread
+        return self._lines
 
 
 @pytest.fixture
@@ -187,6 +195,8 @@ async def test_streamed_response_bytes(build: Build, access_log: tuple[str, Line
     assert len(await resp.read()) == 30000
     fields = lines.lines[0].split(" ")
     assert fields[6] == "200" and fields[11] == "30000"
+    # Written off the event loop's thread.
+    assert lines.threads == {"access-log"}
 
 
 async def test_errors_logged_as_500(build: Build, access_log: tuple[str, Lines]) -> None:
