@@ -15,6 +15,7 @@ import time
 import pytest
 
 import swiftlite.object.diskfile_writer as dfmod
+from swiftlite.common.hashing import get_hash_path_secrets
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object import diskfile_io
 from swiftlite.object.diskfile import DiskFileManager, DiskFileNoSpace, DiskFileNotExist
@@ -171,7 +172,11 @@ CHILD = textwrap.dedent(
     from swiftlite.object import diskfile_io
     from swiftlite.object.diskfile import DiskFileManager
 
+    from swiftlite.common.hashing import set_hash_path_secrets
+
     root, point, t = sys.argv[1], sys.argv[2], sys.argv[3]
+    # The parent's secrets: other tests in its process may have set some.
+    set_hash_path_secrets(bytes.fromhex(sys.argv[4]), bytes.fromhex(sys.argv[5]))
     mgr = DiskFileManager(root, fallocate_reserve="0")
     df = mgr.get_diskfile("sda", 1, "a", "c", "o")
     def die(*a, **kw):
@@ -197,7 +202,10 @@ def test_sigkill_mid_put(mgr, tmp_path, point):
     df = mgr.get_diskfile("sda", 1, "a", "c", "o")
     _put(df, b"old", ts(1))
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path), point, ts(2).internal],
+        [
+            sys.executable, "-c", CHILD, str(tmp_path), point, ts(2).internal,
+            *(secret.hex() for secret in get_hash_path_secrets()),
+        ],  # fmt: skip
         capture_output=True,
         timeout=60,
     )
