@@ -233,6 +233,7 @@ class ObjectReplicator(Daemon):
 
     async def collect_jobs(self) -> list[Job]:
         jobs: list[Job] = []
+        roots: dict[str, str | None] = {}  # one check per device, whatever the policies
         for policy in self.cluster.policies:
             ring = await self.ring_for(policy)
             if ring is not None:
@@ -249,11 +250,15 @@ class ObjectReplicator(Daemon):
                 seen.add(device)
                 if self.conf.devices_only and device not in self.conf.devices_only:
                     continue
-                try:
-                    root = await self.dm.acheck(device, priority="replication")
-                except DeviceError as exc:
-                    self.logger.warning("skipping %s: %s", device, exc)
-                    self.stats.errors += 1
+                if device not in roots:
+                    try:
+                        roots[device] = await self.dm.acheck(device, priority="replication")
+                    except DeviceError as exc:
+                        self.logger.warning("skipping %s: %s", device, exc)
+                        self.stats.errors += 1
+                        roots[device] = None
+                root = roots[device]
+                if root is None:
                     continue
                 objects_dir = os.path.join(root, data_dir(policy.index))
                 parts = await self.dm.run(

@@ -358,3 +358,15 @@ async def test_job_selection(make_cluster) -> None:
         assert await repl.collect_jobs() == []
     finally:
         repl.close()
+
+
+async def test_each_policy_replicates_in_its_own_dirs(make_cluster) -> None:
+    cluster = await make_cluster(count=2, primaries=2)
+    a, b = cluster.nodes
+    a.put("a/c/gold", b"policy 0", ts(), policy=0)
+    a.put("a/c/silver", b"policy 1", ts(), policy=1)
+    repl = await cluster.run_pass(a)
+    assert repl.stats.partitions_total == 2 and repl.stats.files_sent == 2
+    assert b.read("a/c/gold", policy=0) == b"policy 0"
+    assert b.read("a/c/silver", policy=1) == b"policy 1"
+    assert os.path.isdir(os.path.join(b.device_path, "objects-1", "0"))

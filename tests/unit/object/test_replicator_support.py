@@ -68,9 +68,11 @@ class Node:
     def device_path(self) -> str:
         return os.path.join(self.devices, self.device)
 
-    def put(self, name: str, body: bytes, ts: str, part: int = 0, **meta: str) -> str:
+    def put(
+        self, name: str, body: bytes, ts: str, part: int = 0, policy: int = 0, **meta: str
+    ) -> str:
         a, c, o = name.split("/")
-        df = self.mgr.get_diskfile(self.device, part, a, c, o)
+        df = self.mgr.get_diskfile(self.device, part, a, c, o, policy)
         with df.create(len(body)) as w:
             w.write(body)
             return w.put(
@@ -99,9 +101,9 @@ class Node:
         except FileNotFoundError:
             return []
 
-    def read(self, name: str, part: int = 0) -> bytes:
+    def read(self, name: str, part: int = 0, policy: int = 0) -> bytes:
         a, c, o = name.split("/")
-        df = self.mgr.get_diskfile(self.device, part, a, c, o).open()
+        df = self.mgr.get_diskfile(self.device, part, a, c, o, policy).open()
         with df, df.reader(verify_etag=True) as r:
             return r.read(df.content_length + 1)
 
@@ -124,8 +126,12 @@ class Cluster:
             "log_level": "DEBUG",
         }
         settings.update(conf)
+        # Both policies use the same ring here.
         return ObjectReplicator(
-            ObjectReplicatorConfig(**settings), cluster_config(), {0: self.ring}, {"127.0.0.1"}
+            ObjectReplicatorConfig(**settings),
+            cluster_config(),
+            {0: self.ring, 1: self.ring},
+            {"127.0.0.1"},
         )
 
     async def run_pass(self, node: Node, **conf: Any) -> ObjectReplicator:
