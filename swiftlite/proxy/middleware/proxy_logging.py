@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode
 from aiohttp import web
 
 from swiftlite.common.config import ConfigError
-from swiftlite.common.logs import get_logger, txn_id
+from swiftlite.common.logs import LOG_FORMAT, TxnIdFilter, get_logger, txn_id
 from swiftlite.proxy.pipeline import Handler, Middleware, PipelineContext
 from swiftlite.proxy.request_body import BODY_KEY
 
@@ -241,10 +241,28 @@ def bytes_sent(request: web.Request, response: web.StreamResponse) -> int:
     return 0
 
 
+def access_logger(
+    name: str, level: str, access_file: str | None, proxy_file: str | None
+) -> logging.Logger:
+    """The proxy's own logger setup (named ``name``), or with
+    ``access_log_file`` a logger of that name writing to that file only. The
+    latter is not registered by name: ``proxy-server`` (the default name) is
+    also the proxy's logger, whose destination must not change."""
+    if not access_file:
+        return get_logger(name, level, proxy_file)
+    logger = logging.Logger(name, level.upper())
+    handler = logging.FileHandler(access_file)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(TxnIdFilter())
+    logger.addHandler(handler)
+    logger.propagate = False
+    return logger
+
+
 def factory(conf: dict[str, Any], ctx: PipelineContext) -> Middleware:
     name = str(conf.pop("access_log_name", "proxy-server"))
     level = str(conf.pop("access_log_level", "INFO"))
-    log_file = conf.pop("access_log_file", None) or ctx.conf.log_file
+    access_file = conf.pop("access_log_file", None)
     template = str(conf.pop("log_msg_template", DEFAULT_TEMPLATE))
     try:
         reveal = int(conf.pop("reveal_sensitive_prefix", 16))
@@ -260,7 +278,7 @@ def factory(conf: dict[str, Any], ctx: PipelineContext) -> Middleware:
     if conf:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(conf))}")
     try:
-        logger = get_logger(name, level, log_file)
+        logger = access_logger(name, level, access_file, ctx.conf.log_file)
     except (ValueError, OSError) as exc:
         raise ConfigError(f"access log: {exc}") from None
     formatter = LogFormatter()

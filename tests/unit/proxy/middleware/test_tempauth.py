@@ -634,3 +634,165 @@ async def test_expired_or_garbled_token(build: Build) -> None:
     assert token2 != token
     await cache.set(f"AUTH_/token/{token2}", "garbage")
     assert (await client.get("/v1/AUTH_test/c", headers={"X-Auth-Token": token2})).status == 401
+
+
+# -- end to end: real storage servers, swiftlite's proxy, python-swiftclient --------
+
+
+class _Cluster:
+    """One account, one container and one object server (each holding
+    every device of its ring) and the proxy with proxy_logging, cache and
+    tempauth: real processes on loopback, stopped by the fixture."""
+
+    def __init__(self, root: Any) -> None:
+        import subprocess
+        import sys
+
+        from swiftlite.ring.builder import RingBuilder
+
+        from .conftest import free_port  # noqa: TID252
+
+        self.subprocess, self.sys = subprocess, sys
+        self.root = root
+        etc = root / "etc"
+        etc.mkdir()
+        (etc / "swiftlite.yaml").write_text("hash_path_prefix: ta-e2e\nhash_path_suffix: s\n")
+        devices = ["d1", "d2", "d3"]
+        srv = root / "srv"
+        for dev in devices:
+            (srv / dev).mkdir(parents=True)
+        common = f"bind_ip: 127.0.0.1\nworkers: 0\nmount_check: false\nswift_dir: {etc}\n"
+        self.servers: list[tuple[str, Any, int]] = []
+        for kind in ("account", "container", "object"):
+            port = free_port()
+            conf = root / f"{kind}-server.yaml"
+            conf.write_text(f"{common}bind_port: {port}\ndevices: {srv}\nlog_requests: false\n")
+            self.servers.append((f"swiftlite.{kind}.server", conf, port))
+            builder = RingBuilder(4, 3, 0)
+            for i, dev in enumerate(devices):
+                builder.add_dev({"region": 1, "zone": i, "ip": "127.0.0.1", "port": port,
+                                 "device": dev, "weight": 1})
+            builder.rebalance()
+            builder.get_ring().save(str(etc / f"{kind}.ring.gz"))
+        self.port = free_port()
+        self.access_log = root / "access.log"
+        users = {
+            "users": {
+                "test:tester": {"key": "testing", "groups": [".admin"]},
+                "test:tester3": {"key": "testing3"},
+                "test2:tester2": {"key": "testing2", "groups": [".admin"]},
+            }
+        }
+        proxy_conf = {
+            "bind_ip": "127.0.0.1", "bind_port": self.port, "workers": 1,
+            "swift_dir": str(etc), "account_autocreate": True, "node_timeout": 5,
+            "pipeline": ["catch_errors", "gatekeeper", "healthcheck", "proxy_logging", "cache",
+                         "tempauth", "proxy_server"],
+            "filters": {"tempauth": users,
+                        "proxy_logging": {"access_log_file": str(self.access_log)}},
+        }
+        conf = root / "proxy-server.yaml"
+        conf.write_text(json.dumps(proxy_conf))  # JSON is YAML
+        self.servers.append(("swiftlite.proxy.server", conf, self.port))
+        self.procs: list[Any] = []
+
+    def start(self) -> None:
+        import socket
+        import time
+
+        for module, conf, _port in self.servers:
+            log = open(conf.with_suffix(".log"), "ab")  # noqa: SIM115
+            self.procs.append(self.subprocess.Popen(
+                [self.sys.executable, "-m", module, str(conf)], stdout=log, stderr=log))
+            log.close()
+        for (module, conf, port), proc in zip(self.servers, self.procs, strict=True):
+            for _ in range(600):
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    if proc.poll() is not None:
+                        pytest.fail(f"{module} exited: {conf.with_suffix('.log').read_text()}")
+                    time.sleep(0.05)
+            else:
+                pytest.fail(f"{module} did not start")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except self.subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: Any) -> Any:
+    cluster = _Cluster(tmp_path_factory.mktemp("tempauth-e2e"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_end_to_end_with_swiftclient(cluster: Any) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    from swiftclient import client as swift
+
+    auth_url = f"http://127.0.0.1:{cluster.port}/auth/v1.0"
+    url, token = swift.get_auth(auth_url, "test:tester", "testing")
+    assert url == f"http://127.0.0.1:{cluster.port}/v1/AUTH_test"
+    _url3, token3 = swift.get_auth(auth_url, "test:tester3", "testing3")
+    _url2, token2 = swift.get_auth(auth_url, "test2:tester2", "testing2")
+
+    def status_of(fn: Any, *args: Any, **kwargs: Any) -> int:
+        try:
+            fn(*args, **kwargs)
+        except swift.ClientException as exc:
+            return int(exc.http_status or 0)
+        return 200
+
+    swift.put_container(url, token, "c", headers={"X-Container-Read": "test:tester3"})
+    swift.put_object(url, token, "c", "o", b"payload")
+    # A user named in the container's read ACL reads, but may not write or list the account.
+    assert swift.get_object(url, token3, "c", "o")[1] == b"payload"
+    assert status_of(swift.put_object, url, token3, "c", "o2", b"x") == 403
+    assert status_of(swift.get_account, url, token3) == 403
+    # Owners see the ACL, ACL readers do not.
+    assert swift.head_container(url, token, "c")["x-container-read"] == "test:tester3"
+    assert "x-container-read" not in swift.head_container(url, token3, "c")
+    # Anonymous: .r:* allows objects, listings need .rlistings.
+    swift.post_container(url, token, "c", headers={"X-Container-Read": ".r:*"})
+    with urllib.request.urlopen(f"{url}/c/o") as resp:
+        assert resp.read() == b"payload"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{url}/c")
+    assert info.value.code == 401
+    assert info.value.headers["Www-Authenticate"] == 'Swift realm="AUTH_test"'
+    # Account ACLs: read-write for another account's user.
+    acl = json.dumps({"read-write": ["test2:tester2"]})
+    swift.post_account(url, token, headers={"X-Account-Access-Control": acl})
+    assert json.loads(swift.head_account(url, token)["x-account-access-control"]) == json.loads(acl)
+    swift.put_object(url, token2, "c", "from-test2", b"hi")
+    assert [o["name"] for o in swift.get_container(url, token2, "c")[1]] == ["from-test2", "o"]
+    assert "x-account-access-control" not in swift.head_account(url, token2)
+    assert status_of(swift.post_account, url, token2, headers={"X-Account-Meta-X": "y"}) == 403
+    assert status_of(swift.get_account, url, "AUTH_tkbogus") == 401
+    # One access line per client request, with the user.
+    lines = []
+    for _ in range(100):
+        lines = [line for line in cluster.access_log.read_text().splitlines()
+                 if " PUT /v1/AUTH_test/c/from-test2 " in line]
+        if lines:
+            break
+        time.sleep(0.05)
+    assert len(lines) == 1
+    fields = lines[0].split(" proxy-server INFO: ")[1].split(" ")
+    assert (fields[6], fields[10], fields[21]) == ("201", "2", "test2:tester2")
