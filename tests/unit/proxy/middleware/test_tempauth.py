@@ -641,10 +641,11 @@ async def test_expired_or_garbled_token(build: Build) -> None:
 
 class _Cluster:
     """One account, one container and one object server (each holding
-    every device of its ring) and the proxy with proxy_logging, cache and
-    tempauth: real processes on loopback, stopped by the fixture."""
+    every device of its ring) and the proxy with proxy_logging, cache (on
+    memcached when given) and tempauth: real processes on loopback, stopped
+    by the fixture."""
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, memcache: str | None) -> None:
         import subprocess
         import sys
 
@@ -654,6 +655,7 @@ class _Cluster:
 
         self.subprocess, self.sys = subprocess, sys
         self.root = root
+        self.memcache = memcache
         etc = root / "etc"
         etc.mkdir()
         (etc / "swiftlite.yaml").write_text("hash_path_prefix: ta-e2e\nhash_path_suffix: s\n")
@@ -689,6 +691,7 @@ class _Cluster:
             "pipeline": ["catch_errors", "gatekeeper", "healthcheck", "proxy_logging", "cache",
                          "tempauth", "proxy_server"],
             "filters": {"tempauth": users,
+                        "cache": {"memcache_servers": memcache} if memcache else {},
                         "proxy_logging": {"access_log_file": str(self.access_log)}},
         }
         conf = root / "proxy-server.yaml"
@@ -730,8 +733,12 @@ class _Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: Any) -> Any:
-    cluster = _Cluster(tmp_path_factory.mktemp("tempauth-e2e"))
+def cluster(tmp_path_factory: Any, request: pytest.FixtureRequest) -> Any:
+    import shutil
+
+    # Tokens in memcached when it is installed, else in the in-process cache.
+    memcache = request.getfixturevalue("memcached") if shutil.which("memcached") else None
+    cluster = _Cluster(tmp_path_factory.mktemp("tempauth-e2e"), memcache)
     try:
         cluster.start()
         yield cluster
@@ -796,3 +803,11 @@ def test_end_to_end_with_swiftclient(cluster: Any) -> None:
     assert len(lines) == 1
     fields = lines[0].split(" proxy-server INFO: ")[1].split(" ")
     assert (fields[6], fields[10], fields[21]) == ("201", "2", "test2:tester2")
+    if cluster.memcache:
+        # The token lives in memcached, where Swift's own client reads it.
+        from swift.common.memcached import MemcacheRing as SwiftRing
+        from swift.common.utils import get_logger
+
+        ring = SwiftRing([cluster.memcache], logger=get_logger({}, log_route="h11-e2e"))
+        expires, groups = ring.get(f"AUTH_/token/{token}")
+        assert groups == "test,test:tester,AUTH_test" and expires > time.time()
