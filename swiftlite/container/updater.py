@@ -1,0 +1,365 @@
+"""``swiftlite-container-updater``: reports container stats to the account
+servers (Swift's container updater, swift-internals 4.4).
+
+Each pass walks every device's ``containers/<part>/<suffix>/<hash>/<hash>.db``.
+A container whose put or delete timestamp, object count or bytes used differ
+from what it last reported is sent, as Swift does, to every account replica
+the account ring names: ``PUT /<dev>/<part>/<account>/<container>`` with
+X-Put-Timestamp, X-Delete-Timestamp, X-Object-Count, X-Bytes-Used,
+X-Account-Override-Deleted: yes and X-Backend-Storage-Policy-Index. When a
+majority answers 2xx the values are recorded in the DB as reported, so an
+unchanged container is not sent again; otherwise the next pass retries.
+
+As in Swift: a container whose put timestamp is 0 (auto-created, stats not
+yet known) is skipped; after a failed report its account is left alone for
+``account_suppression_time`` seconds; when every account replica answers
+404 the account does not exist anywhere and the DB is quarantined.
+
+Counts leave out expired rows (the broker hides them), so an account's
+totals drop when objects expire, before the expirer deletes them.
+
+All SQLite work runs in the device's own threads; at most
+``containers_per_second`` containers are looked at per second and at most
+``concurrency`` reports are in flight. A log line and a recon entry
+(``container_updater_sweep`` and stats in ``container.recon``) per pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from swiftlite.common.config import ClusterConfig, DaemonConfig, load_cluster_config
+from swiftlite.common.daemon import Daemon, run_daemon
+from swiftlite.common.devices import DeviceError, DeviceManager
+from swiftlite.common.logs import set_txn_id
+from swiftlite.common.timestamp import Timestamp
+from swiftlite.container import updater_support as support
+from swiftlite.container.backend import ContainerBroker
+from swiftlite.container.daemon_config import ContainerUpdaterConfig
+from swiftlite.db.exceptions import DatabaseQuarantined, LockTimeout
+from swiftlite.ring.ring import Node, Ring
+
+
+@dataclasses.dataclass
+class ContainerUpdaterStats:
+    successes: int = 0
+    failures: int = 0
+    no_changes: int = 0
+    suppressed: int = 0
+    quarantines: int = 0
+    errors: int = 0
+
+    def add(self, other: ContainerUpdaterStats) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{v} {k}" for k, v in self.as_dict().items())
+
+
+def read_info(db_file: str) -> dict[str, Any] | None:
+    """The container's info (blocking); None when the DB is gone or busy."""
+    broker = ContainerBroker(db_file, stale_reads_ok=True)
+    try:
+        return broker.get_info()
+    except (LockTimeout, FileNotFoundError):
+        return None
+    finally:
+        broker.close()
+
+
+def record_reported(db_file: str, info: dict[str, Any]) -> None:
+    """Remember what the accounts were told (blocking)."""
+    broker = ContainerBroker(db_file)
+    try:
+        broker.reported(
+            info["put_timestamp"],
+            info["delete_timestamp"],
+            int(info["object_count"]),
+            int(info["bytes_used"]),
+        )
+    finally:
+        broker.close()
+
+
+def quarantine_db(db_file: str, reason: str) -> None:
+    """Move the DB aside (blocking): its account exists on no replica."""
+    broker = ContainerBroker(db_file)
+    try:
+        broker.quarantine(reason)
+    except DatabaseQuarantined:
+        pass
+    finally:
+        broker.close()
+
+
+def _ts(value: Any) -> Timestamp:
+    try:
+        return Timestamp(value or 0)
+    except ValueError:
+        return Timestamp(0)
+
+
+def needs_report(info: dict[str, Any]) -> bool:
+    """Anything changed since the last successful report? (Swift's test.)"""
+    return (
+        _ts(info["put_timestamp"]) > _ts(info.get("reported_put_timestamp"))
+        or _ts(info["delete_timestamp"]) > _ts(info.get("reported_delete_timestamp"))
+        or int(info["object_count"]) != int(info.get("reported_object_count") or 0)
+        or int(info["bytes_used"]) != int(info.get("reported_bytes_used") or 0)
+    )
+
+
+class ContainerUpdater(Daemon):
+    """The daemon; the clocks and the account ring are injectable for tests."""
+
+    def __init__(
+        self,
+        conf: ContainerUpdaterConfig,
+        cluster: ClusterConfig | None = None,
+        *,
+        ring: Ring | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(conf)
+        self.uconf = conf
+        # Loading the cluster file also installs the hash path secrets.
+        self.cluster = cluster if cluster is not None else load_cluster_config(conf.swift_dir)
+        self.ring = ring
+        self.clock = clock
+        self.wall = wall
+        self.sleep = sleep
+        self.dm = DeviceManager(
+            conf.devices, mount_check=conf.mount_check, threads_per_disk=conf.threads_per_disk
+        )
+        # account -> wall time until which reports to it are held back.
+        self.account_suppressions: dict[str, float] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def reload(self, conf: DaemonConfig) -> None:
+        assert isinstance(conf, ContainerUpdaterConfig)
+        super().reload(conf)
+        self.uconf = conf
+
+    async def get_ring(self) -> Ring | None:
+        """The account ring, loaded or refreshed off the event loop."""
+        try:
+            if self.ring is None:
+                # Lookups never stat the file (reload_time inf); each pass
+                # refreshes it here, in a worker thread.
+                self.ring = await asyncio.to_thread(Ring, self.uconf.swift_dir, "account", math.inf)
+            else:
+                await self.ring.reload_async()
+        except Exception as exc:
+            self.logger.error("ERROR cannot load the account ring: %s", exc)
+        return self.ring
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Content-Type"),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Drop connections and disk threads (both come back on the next use)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self.dm.close()
+
+    async def list_devices(self) -> list[str]:
+        try:
+            return sorted(await asyncio.to_thread(os.listdir, self.uconf.devices))
+        except OSError as exc:
+            self.logger.error("ERROR cannot list devices in %s: %s", self.uconf.devices, exc)
+            return []
+
+    # -- passes --------------------------------------------------------------
+
+    async def run_once(self) -> None:
+        try:
+            await self.update_pass()
+        finally:
+            # No idle connections or threads kept across the interval.
+            await self.close()
+
+    async def update_pass(self, devices: Sequence[str] | None = None) -> ContainerUpdaterStats:
+        begin = self.clock()
+        start_wall = self.wall()
+        total = ContainerUpdaterStats()
+        self.logger.info("Begin container update sweep")
+        ring = await self.get_ring()
+        if ring is None:
+            return total
+        names = list(devices) if devices is not None else await self.list_devices()
+        limiter = support.RateLimiter(self.uconf.containers_per_second, self.clock, self.sleep)
+        slots = asyncio.Semaphore(self.uconf.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        for device in names:
+            if self.stopping.is_set():
+                break
+            try:
+                device_path = await self.dm.run(
+                    device, self.dm.check, device, priority="background"
+                )
+                parts = await self.dm.run(
+                    device, support.container_partitions, device_path, priority="background"
+                )
+            except DeviceError as exc:
+                self.logger.warning("Skipping %s: %s", device, exc)
+                continue
+            except OSError as exc:
+                self.logger.error("ERROR Unable to access %s: %s", device, exc)
+                total.errors += 1
+                continue
+            for part in parts:
+                if self.stopping.is_set():
+                    break
+                try:
+                    dbs = await self.dm.run(
+                        device, support.partition_dbs, device_path, part, priority="background"
+                    )
+                except OSError as exc:
+                    self.logger.error("ERROR Unable to access %s/%s: %s", device, part, exc)
+                    total.errors += 1
+                    continue
+                for db_file in dbs:
+                    if self.stopping.is_set():
+                        break
+                    await limiter.consume(1)
+                    await slots.acquire()
+                    task = asyncio.create_task(self._guarded(device, db_file, ring, total))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    task.add_done_callback(lambda _t: slots.release())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        elapsed = self.clock() - begin
+        self.logger.info("Container update sweep completed: %.02fs, %s", elapsed, total)
+        try:
+            await asyncio.to_thread(
+                support.dump_recon,
+                self.uconf.recon_cache_path,
+                support.RECON_CONTAINER_FILE,
+                {
+                    "container_updater_sweep": elapsed,
+                    "container_updater_stats": {**total.as_dict(), "start_time": start_wall},
+                },
+            )
+        except OSError as exc:
+            self.logger.error("cannot write recon cache %s: %s", self.uconf.recon_cache_path, exc)
+        return total
+
+    async def _guarded(
+        self, device: str, db_file: str, ring: Ring, stats: ContainerUpdaterStats
+    ) -> None:
+        try:
+            await self.process_container(device, db_file, ring, stats)
+        except Exception:
+            self.logger.exception("ERROR processing container %s", db_file)
+            stats.errors += 1
+
+    # -- one container ---------------------------------------------------------
+
+    async def process_container(
+        self, device: str, db_file: str, ring: Ring, stats: ContainerUpdaterStats
+    ) -> None:
+        try:
+            info = await self.dm.run(device, read_info, db_file, priority="background")
+        except DatabaseQuarantined as exc:
+            self.logger.error("ERROR container DB quarantined: %s", exc)
+            stats.quarantines += 1
+            return
+        if info is None:
+            return
+        if _ts(info["put_timestamp"]) <= Timestamp(0):
+            # Auto-created: its stats are not known yet.
+            return
+        account = info["account"]
+        if self.account_suppressions.get(account, 0) > self.wall():
+            stats.suppressed += 1
+            return
+        if not needs_report(info):
+            stats.no_changes += 1
+            return
+        set_txn_id(None)
+        part, nodes = ring.get_nodes(account)
+        path = f"/{account}/{info['container']}"
+        headers = {
+            "X-Put-Timestamp": str(info["put_timestamp"]),
+            "X-Delete-Timestamp": str(info["delete_timestamp"]),
+            "X-Object-Count": str(info["object_count"]),
+            "X-Bytes-Used": str(info["bytes_used"]),
+            "X-Account-Override-Deleted": "yes",
+            "X-Backend-Storage-Policy-Index": str(info["storage_policy_index"]),
+            "User-Agent": f"container-updater {os.getpid()}",
+        }
+        results = await asyncio.gather(*(self.report(node, part, path, headers) for node in nodes))
+        successes = sum(1 for r in results if r is not None and 200 <= r < 300)
+        if nodes and successes >= len(nodes) // 2 + 1:
+            stats.successes += 1
+            self.logger.debug("Update report sent for %s %s", path, db_file)
+            await self.dm.run(device, record_reported, db_file, info, priority="background")
+        elif nodes and all(r == 404 for r in results):
+            stats.failures += 1
+            self.logger.warning("Update report stub for %s %s: no account replica", path, db_file)
+            await self.dm.run(
+                device, quarantine_db, db_file, "no account replicas exist", priority="background"
+            )
+            stats.quarantines += 1
+        else:
+            stats.failures += 1
+            self.logger.debug("Update report failed for %s %s", path, db_file)
+            self.account_suppressions[account] = self.wall() + self.uconf.account_suppression_time
+
+    async def report(self, node: Node, part: int, path: str, headers: dict[str, str]) -> int | None:
+        """One PUT to an account server: its status, or None when it did not answer."""
+        ip = str(node["ip"])
+        port = node["port"]
+        if ":" in ip and not ip.startswith("["):
+            ip = f"[{ip}]"
+        url = URL(
+            f"http://{ip}:{port}{support.node_url_path(node['device'], part, path)}", encoded=True
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=self.uconf.conn_timeout + self.uconf.node_timeout,
+            sock_connect=self.uconf.conn_timeout,
+        )
+        where = f"{ip}:{port}/{node['device']}"
+        try:
+            async with self.session().put(url, headers=headers, data=b"", timeout=timeout) as resp:
+                await resp.read()
+                if not 200 <= resp.status < 300 and resp.status != 404:
+                    self.logger.info("ERROR account update to %s: %d", where, resp.status)
+                return resp.status
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            self.logger.info("ERROR with remote server %s: %r", where, exc)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``swiftlite-container-updater <conf.yaml> [once] [-v]``."""
+    return run_daemon(
+        ContainerUpdater, ContainerUpdaterConfig, argv, prog="swiftlite-container-updater"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
