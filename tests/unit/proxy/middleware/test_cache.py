@@ -267,3 +267,14 @@ def test_warns_when_workers_do_not_share(caplog: pytest.LogCaptureFixture) -> No
     with caplog.at_level("WARNING", logger="mw-test"):
         build_pipeline(inner, ctx)
     assert "each worker keeps its own cache" in caplog.text
+
+
+async def test_never_blocks_the_event_loop(cache: CacheClient) -> None:
+    """blockbuster raises on any blocking call made from the event loop."""
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx():
+        await cache.set("bb", {"x": 1}, time=30)
+        assert await cache.get("bb") == {"x": 1}
+        assert await cache.incr("bb-n", 2) == 2
+        await cache.delete("bb")

@@ -324,3 +324,27 @@ def test_all_three_load_by_entry_point_name() -> None:
         return web.Response()
 
     make_app(ctx, inner)  # builds with every default setting
+
+
+async def test_never_blocks_the_event_loop(build: Build, tmp_path: Any) -> None:
+    """A request through all three middleware, logging to a file, with
+    blockbuster raising on any blocking call made from the event loop."""
+    from blockbuster import blockbuster_ctx
+
+    log_file = tmp_path / "access.log"
+    users = {"test:tester": {"key": "testing", "groups": [".admin"]}}
+    client, _ctx = await build(
+        ["catch_errors", "proxy_logging", "cache", "tempauth"], inner_for(200, b"abc"),
+        filters={"proxy_logging": {"access_log_file": str(log_file)},
+                 "tempauth": {"users": users}},
+    )
+    with blockbuster_ctx():
+        resp = await client.get("/auth/v1.0", headers={"X-Auth-User": "test:tester",
+                                                       "X-Auth-Key": "testing"})
+        token = resp.headers["X-Auth-Token"]
+        for _ in range(5):
+            resp = await client.put("/v1/AUTH_test/c/o", data=b"12345",
+                                    headers={"X-Auth-Token": token})
+            assert resp.status == 200
+    pl.WRITER.flush()
+    assert len(log_file.read_text().splitlines()) == 6
