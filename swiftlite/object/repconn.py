@@ -271,29 +271,38 @@ class _Receiver:
             answer["msg"] = str(exc) if str(exc) else "bad file path"
             await self.send(answer)
             return
-        df, verdict = await self._run(self._decide, name_hash, filename)
+        check = bool(msg.get("check"))
+        verdict, writer = await self._run(self._decide, name_hash, filename, size, ext, check)
         if verdict == "exists":
             answer["exists"] = True
         elif verdict == "newer":
             answer["newer_exists"] = True
-        elif not msg.get("check"):
-            try:
-                writer = await self._run(_open_writer, df, size, ext)
-            except DiskFileNoSpace:
-                answer["msg"] = "insufficient storage"
-            else:
-                answer["go_ahead"] = True
-                await self.send(answer)
-                await self.receive(writer, metadata, size, ext)
-                return
+        elif verdict == "nospace":
+            answer["msg"] = "insufficient storage"
+        elif writer is not None:
+            answer["go_ahead"] = True
+            await self.send(answer)
+            await self.receive(writer, metadata, size, ext)
+            return
         await self.send(answer)
 
-    def _decide(self, name_hash: str, filename: str) -> tuple[Any, str]:
-        # get_diskfile_from_hash stats the device: not on the event loop.
+    def _decide(
+        self, name_hash: str, filename: str, size: int, ext: str, check: bool
+    ) -> tuple[str, DiskFileWriter | None]:
+        """The verdict and, on a go-ahead, the open writer: one thread hop.
+
+        (get_diskfile_from_hash stats the device, so it runs here too.)
+        """
         df = self.mgr.get_diskfile_from_hash(
             self.device, self.partition, name_hash, self.policy_index
         )
-        return df, decide(df.datadir, filename)
+        verdict = decide(df.datadir, filename)
+        if verdict != "go" or check:
+            return verdict, None
+        try:
+            return verdict, _open_writer(df, size, ext)
+        except DiskFileNoSpace:
+            return "nospace", None
 
     async def receive(
         self, writer: DiskFileWriter, metadata: dict[str, str], size: int, ext: str

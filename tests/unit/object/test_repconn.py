@@ -298,3 +298,18 @@ async def test_garbage_after_takeover_closes_the_session(make_cluster) -> None:
             break
         await asyncio.sleep(0.01)
     assert node.server.dm.usage().get(node.device, 0) == 0
+
+
+async def test_full_device_refuses_data_but_takes_tombstones(make_cluster) -> None:
+    cluster = await make_cluster(count=1, primaries=1, fallocate_reserve="100%")
+    node = cluster.nodes[0]
+    conn = await connect(cluster)
+    rel, meta, size = data_offer(b"no room", ts(-5))
+    answer = await conn.offer(rel, meta, size)
+    assert not answer.go_ahead and answer.msg == "insufficient storage"
+    t = ts()
+    answer = await conn.offer(rel_for(NAME, f"{t}.ts"), {"name": "/" + NAME, "X-Timestamp": t}, 0)
+    assert answer.go_ahead  # deletes free space in the end: never refused
+    assert await conn.upload_result() == (True, "")
+    await conn.close()
+    assert node.files(NAME) == [f"{t}.ts"]
