@@ -38,7 +38,7 @@ import struct
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from swiftlite.common.config import ClusterConfig, StoragePolicy, load_cluster_config
@@ -470,18 +470,25 @@ class ObjectReplicator(Daemon):
             if not wanted:
                 return
             self.stats.suffixes_synced += len(wanted)
-            for name_hash, files in await self._list_objects(job, wanted):
+            objects = await self._list_objects(job, wanted)
+            work = [
+                (name_hash, rel)
+                for name_hash, files in objects
+                if any(name_hash[-3:] in p.suffixes for p in peers)
+                for rel in _rel_paths(name_hash, files)
+            ]
+            skip = ""
+            async for name_hash, rel, loaded in self._prefetching(job, work):
                 targets = [p for p in peers if p.alive and name_hash[-3:] in p.suffixes]
-                if not targets:
+                if name_hash == skip or not targets:
                     continue
-                for rel in _rel_paths(name_hash, files):
-                    outcome = await self._offer_file(job, rel, targets)
-                    if outcome is None:
-                        break  # quarantined or gone: nothing else of it to send
-                    if outcome["newer"]:
-                        # A peer holds a newer state: this file is dead weight.
-                        if await self._remove(job, rel):
-                            self.stats.files_superseded += 1
+                outcome = await self._offer_file(job, rel, targets, loaded)
+                if outcome is None:
+                    skip = name_hash  # quarantined or gone: nothing else of it to send
+                elif outcome["newer"]:
+                    # A peer holds a newer state: this file is dead weight.
+                    if await self._remove(job, rel):
+                        self.stats.files_superseded += 1
         finally:
             await self._close_all(peers)
 
@@ -506,18 +513,21 @@ class ObjectReplicator(Daemon):
             for p in peers:
                 p.suffixes = {s for s, h in local.items() if p.hashes.get(s) != h}
             self.stats.suffixes_checked += len(local)
-            for name_hash, files in objects:
+            work = [(h, rel) for h, files in objects for rel in _rel_paths(h, files)]
+            skip = ""
+            async for name_hash, rel, loaded in self._prefetching(job, work):
+                if name_hash == skip:
+                    continue
                 suffix = name_hash[-3:]
                 # Primaries whose suffix hash equals ours hold these files already.
                 matching = sum(1 for p in peers if p.alive and suffix not in p.suffixes)
                 targets = [p for p in peers if p.alive and suffix in p.suffixes]
-                for rel in _rel_paths(name_hash, files):
-                    outcome = await self._offer_file(job, rel, targets)
-                    if outcome is None:
-                        break
-                    if matching + outcome["insync"] >= all_primaries and not failed:
-                        if await self._remove(job, rel):
-                            self.stats.handoff_files_removed += 1
+                outcome = await self._offer_file(job, rel, targets, loaded)
+                if outcome is None:
+                    skip = name_hash
+                elif matching + outcome["insync"] >= all_primaries and not failed:
+                    if await self._remove(job, rel):
+                        self.stats.handoff_files_removed += 1
             if not failed and all(p.alive for p in peers):
                 await self._local_hashes(job)  # rehash: drops emptied dirs
                 removed = await self.dm.run(
@@ -542,8 +552,36 @@ class ObjectReplicator(Daemon):
         removed: bool = await self.dm.run(job.device, remove_file, path, priority="replication")
         return removed
 
+    async def _load(self, job: Job, rel: str) -> LocalFile | Exception:
+        path = os.path.join(self._part_dir(job), rel)
+        try:
+            local: LocalFile = await self.dm.run(
+                job.device, load_for_send, path, rel, SMALL_FILE, priority="replication"
+            )
+        except (DiskFileBadMetadata, DiskFileNotExist, OSError) as exc:
+            return exc
+        return local
+
+    async def _prefetching(
+        self, job: Job, work: list[tuple[str, str]]
+    ) -> AsyncIterator[tuple[str, str, LocalFile | Exception]]:
+        """``(name_hash, rel, loaded file)`` for each item, the next file's
+        check and read running in the device thread while the caller offers
+        the current one (the two sides' work then overlaps)."""
+        pending: asyncio.Task[LocalFile | Exception] | None = None
+        try:
+            for i, (name_hash, rel) in enumerate(work):
+                loaded = await pending if pending is not None else await self._load(job, rel)
+                pending = None
+                if i + 1 < len(work):
+                    pending = asyncio.ensure_future(self._load(job, work[i + 1][1]))
+                yield name_hash, rel, loaded
+        finally:
+            if pending is not None:
+                pending.cancel()
+
     async def _offer_file(
-        self, job: Job, rel: str, targets: list[_Peer]
+        self, job: Job, rel: str, targets: list[_Peer], loaded: LocalFile | Exception
     ) -> dict[str, int] | None:
         """Offer one local file to ``targets``; None when it was quarantined/gone.
 
@@ -551,19 +589,16 @@ class ObjectReplicator(Daemon):
         took it now) and ``newer`` (peers holding a newer state).
         """
         path = os.path.join(self._part_dir(job), rel)
-        try:
-            local = await self.dm.run(
-                job.device, load_for_send, path, rel, SMALL_FILE, priority="replication"
-            )
-        except DiskFileBadMetadata as exc:
-            await self._quarantine(job, path, str(exc))
+        if isinstance(loaded, DiskFileBadMetadata):
+            await self._quarantine(job, path, str(loaded))
             return None
-        except (DiskFileNotExist, FileNotFoundError):
+        if isinstance(loaded, DiskFileNotExist | FileNotFoundError):
             return None
-        except OSError as exc:
+        if isinstance(loaded, Exception):
             self.stats.errors += 1
-            self.logger.error("%s: cannot read %s: %s", job.name, rel, exc)
+            self.logger.error("%s: cannot read %s: %s", job.name, rel, loaded)
             return None
+        local = loaded
         live = [p for p in targets if p.alive]
         # All peers at once: their receivers write (and fsync) in parallel.
         results = await asyncio.gather(*(self._offer_guarded(job, p, local) for p in live))
