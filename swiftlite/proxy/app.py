@@ -28,6 +28,8 @@ from swiftlite.proxy.request_body import HTTPError
 from swiftlite.ring.ring import Ring
 
 ALLOWED_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
+# Container methods Swift marks @delay_denial.
+DELAY_DENIAL_CONTAINER = frozenset({"GET", "HEAD"})
 
 
 class ProxyApp:
@@ -138,7 +140,12 @@ class ProxyApp:
             denial = await controller.authorize(request)
             if denial is None:
                 request.pop("swift.authorize", None)
-            elif cls is AccountController:
+            elif cls is AccountController or (
+                cls is ContainerController and request.method not in DELAY_DENIAL_CONTAINER
+            ):
+                # Swift delays a denial only for container reads and for
+                # objects (they may yet be allowed by the container's ACLs);
+                # container writes are refused at once, before any lookup.
                 return denial
         try:
             return await handler(request)  # type: ignore[no-any-return]

@@ -59,3 +59,13 @@ def echo_factory(conf: dict[str, Any], ctx: PipelineContext) -> Middleware:
         return await handler(request)
 
     return echo
+
+
+def deny_factory(conf: dict[str, Any], ctx: PipelineContext) -> Middleware:
+    """An auth layer that refuses everything (for the delay-denial tests)."""
+
+    async def deny(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request["swift.authorize"] = lambda req: web.Response(status=403, text="denied")
+        return await handler(request)
+
+    return deny

@@ -186,3 +186,17 @@ async def test_rings_reload_off_the_loop(swift_dir: Path, aiohttp_client: Any) -
     assert all(ring._watchers == 1 for ring in proxy.rings())
     await client.close()
     assert all(ring._watchers == 0 for ring in proxy.rings())
+
+
+async def test_container_writes_are_denied_before_any_lookup(
+    swift_dir: Path, aiohttp_client: Any
+) -> None:
+    # Backends are down: a lookup would answer 503. Swift refuses container
+    # writes (and account requests) at once, before any lookup.
+    conf = conf_for(swift_dir, pipeline=["catch_errors", "sample_mw:deny_factory", "proxy_server"])
+    client = await client_for(aiohttp_client, conf)
+    for method in ("PUT", "POST", "DELETE"):
+        resp = await client.request(method, "/v1/AUTH_test/c")
+        assert resp.status == 403, method
+    resp = await client.get("/v1/AUTH_test")
+    assert resp.status == 403
