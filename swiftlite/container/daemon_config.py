@@ -59,6 +59,11 @@ class ObjectExpirerConfig(DaemonConfig):
     # swiftlite: seconds an object stays after its X-Delete-At before the
     # expirer deletes it (clients never see it after X-Delete-At anyway).
     delay_reaping: float = 0.0
+    # A row whose object changed since (409/412) is left for the newer
+    # container update to replace; once its expiry is this old it is
+    # tombstoned anyway, so it is not retried forever (Swift pops such queue
+    # entries after reclaim_age too).
+    reclaim_age: float = 604800.0
     # swiftlite: the container server this expirer runs beside. A container
     # is expired only on the node holding its first primary replica (index
     # 0 in the container ring), recognised by ip (one of this host's), port
@@ -82,6 +87,8 @@ class ObjectExpirerConfig(DaemonConfig):
             raise ValueError("tasks_per_second must be >= 0 (0 means unlimited)")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.reclaim_age < 0:
+            raise ValueError("reclaim_age must be >= 0")
         if self.delay_reaping < 0:
             raise ValueError("delay_reaping must be >= 0")
         if self.threads_per_disk < 1:

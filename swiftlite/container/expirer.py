@@ -27,7 +27,9 @@ update headers (so every container replica records the delete). Outcomes:
   spreads it; the object servers' container updates do too);
 * a majority answers 2xx/404/409/412 otherwise: the object changed since
   (a newer PUT or another X-Delete-At); the task is done and the row is left
-  for the newer update to replace (tombstoning it could hide a live object);
+  for the newer update to replace (tombstoning it could hide a live object),
+  until its expiry is ``reclaim_age`` old: then it is tombstoned too, so it
+  is not retried forever;
 * anything else: the row stays and the next pass retries.
 
 At most ``tasks_per_second`` deletes start per second, ``concurrency`` are in
@@ -74,6 +76,7 @@ class ExpirerStats:
     objects: int = 0
     expired: int = 0
     changed: int = 0
+    reclaimed: int = 0
     failures: int = 0
     errors: int = 0
 
@@ -304,7 +307,8 @@ class ObjectExpirer(Daemon):
             stats.containers_skipped += 1
             return
         stats.containers += 1
-        now = self.wall() - self.econf.delay_reaping
+        wall = self.wall()
+        now = wall - self.econf.delay_reaping
         slots = asyncio.Semaphore(self.econf.concurrency)
         after: rows_db.Marker | None = None
         while not self.stopping.is_set():
@@ -346,6 +350,15 @@ class ObjectExpirer(Daemon):
                     )
                 elif outcome == CHANGED:
                     stats.changed += 1
+                    if row["expires"] < wall - self.econf.reclaim_age:
+                        stats.reclaimed += 1
+                        done.append(
+                            (
+                                row["name"],
+                                Timestamp(row["expires"]).internal,
+                                row["storage_policy_index"],
+                            )
+                        )
                 else:
                     stats.failures += 1
 

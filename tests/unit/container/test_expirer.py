@@ -406,3 +406,33 @@ async def test_main_once_end_to_end(env: Env) -> None:
     assert all(f.endswith(".data") for f in env.files("later"))
     assert row(env.broker(), "old")[1] == 1
     assert row(env.broker(), "later")[1] == 0
+
+
+async def test_no_blocking_calls_in_the_loop(env: Env) -> None:
+    from blockbuster import blockbuster_ctx
+
+    now = int(time.time())
+    await env.put("old", now - 100, now - 50)
+    env.broker().put_object(
+        "ghost", Timestamp(now - 100).internal, 4, "text/plain", "etag", expires=now - 50
+    )
+    exp = env.expirer()
+    with blockbuster_ctx():
+        stats = await exp.expire_pass()
+    assert stats.expired == 2
+    await exp.close()
+
+
+async def test_changed_row_reclaimed_after_reclaim_age(env: Env) -> None:
+    now = int(time.time())
+    await env.put("old", now - 800000, now - 700000)
+    env.broker().put_object(
+        "old", Timestamp(now - 799999).internal, 4, "text/plain", "etag", expires=now - 650000
+    )
+    exp = env.expirer(reclaim_age=604800)
+    stats = await exp.expire_pass()
+    assert (stats.changed, stats.reclaimed, stats.expired) == (1, 1, 0)
+    assert row(env.broker(), "old")[1] == 1
+    # The object itself is not touched (the auditor removes expired files).
+    assert all(f.endswith(".data") for f in env.files("old"))
+    await exp.close()

@@ -380,3 +380,18 @@ async def test_main_once_end_to_end(
     assert b"Container update sweep completed" in err
     assert all(len(f.requests) == 1 for f in fakes)
     assert reported(b)[2:] == (2, 20)
+
+
+async def test_no_blocking_calls_in_the_loop(
+    devices: Path, swift_dir: Path, tmp_path: Path, fakes: list[FakeAccountServer]
+) -> None:
+    from blockbuster import blockbuster_ctx
+
+    b = make_container(devices, "c", objects=2)
+    fakes[2].status = 500
+    upd = make_updater(devices, swift_dir, tmp_path)
+    with blockbuster_ctx():
+        stats = await upd.update_pass()
+    assert stats.successes == 1
+    assert reported(b)[2] == 2
+    await upd.close()
