@@ -19,11 +19,11 @@ class ContainerUpdaterConfig(DaemonConfig):
     log_name: str = "container-updater"
     # Seconds between the starts of two passes.
     interval: float = 300.0
-    # Containers reported at the same time (Swift forks this many per pass).
+    # Devices swept at the same time (Swift forks this many per pass).
     concurrency: int = 4
     node_timeout: float = 3.0
     conn_timeout: float = 0.5
-    # Container DBs looked at per second, per pass (0: unlimited).
+    # Container DBs looked at per second, per device (0: unlimited).
     containers_per_second: float = 50.0
     # Seconds an account is left alone after a report to it failed.
     account_suppression_time: float = 60.0

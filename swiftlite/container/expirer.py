@@ -54,7 +54,7 @@ from yarl import URL
 from swiftlite.common.config import ClusterConfig, DaemonConfig, load_cluster_config
 from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
-from swiftlite.common.hashing import hash_path
+from swiftlite.common.hashing import hash_path_digest
 from swiftlite.common.logs import set_txn_id
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.container import expirer_rows as rows_db
@@ -95,7 +95,7 @@ def owner_process(account: str, container: str, processes: int) -> int:
     """Which of ``processes`` expirer processes handles this container."""
     if processes <= 1:
         return 0
-    return int(hash_path(account, container), 16) % processes
+    return int.from_bytes(hash_path_digest(account, container), "big") % processes
 
 
 def classify(statuses: Sequence[int | None]) -> str:

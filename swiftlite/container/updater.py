@@ -18,9 +18,10 @@ yet known) is skipped; after a failed report its account is left alone for
 Counts leave out expired rows (the broker hides them), so an account's
 totals drop when objects expire, before the expirer deletes them.
 
-All SQLite work runs in the device's own threads; at most
-``containers_per_second`` containers are looked at per second and at most
-``concurrency`` reports are in flight. A log line and a recon entry
+All SQLite work runs in the device's own threads. As in Swift,
+``concurrency`` devices are swept at once, each one container after the
+other at most ``containers_per_second`` per second, so a stalled disk holds
+up only its own containers. A log line and a recon entry
 (``container_updater_sweep`` and stats in ``container.recon``) per pass.
 """
 
@@ -209,48 +210,17 @@ class ContainerUpdater(Daemon):
         if ring is None:
             return total
         names = list(devices) if devices is not None else await self.list_devices()
-        limiter = support.RateLimiter(self.uconf.containers_per_second, self.clock, self.sleep)
+        # As Swift (a child process per device, ``concurrency`` at a time):
+        # devices are swept side by side, so a stalled disk holds up only
+        # its own containers.
         slots = asyncio.Semaphore(self.uconf.concurrency)
-        tasks: set[asyncio.Task[None]] = set()
-        for device in names:
-            if self.stopping.is_set():
-                break
-            try:
-                device_path = await self.dm.run(
-                    device, self.dm.check, device, priority="background"
-                )
-                parts = await self.dm.run(
-                    device, support.container_partitions, device_path, priority="background"
-                )
-            except DeviceError as exc:
-                self.logger.warning("Skipping %s: %s", device, exc)
-                continue
-            except OSError as exc:
-                self.logger.error("ERROR Unable to access %s: %s", device, exc)
-                total.errors += 1
-                continue
-            for part in parts:
-                if self.stopping.is_set():
-                    break
-                try:
-                    dbs = await self.dm.run(
-                        device, support.partition_dbs, device_path, part, priority="background"
-                    )
-                except OSError as exc:
-                    self.logger.error("ERROR Unable to access %s/%s: %s", device, part, exc)
-                    total.errors += 1
-                    continue
-                for db_file in dbs:
-                    if self.stopping.is_set():
-                        break
-                    await limiter.consume(1)
-                    await slots.acquire()
-                    task = asyncio.create_task(self._guarded(device, db_file, ring, total))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    task.add_done_callback(lambda _t: slots.release())
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+
+        async def one(device: str) -> None:
+            async with slots:
+                if not self.stopping.is_set():
+                    total.add(await self.sweep_device(device, ring))
+
+        await asyncio.gather(*(one(d) for d in names))
         elapsed = self.clock() - begin
         self.logger.info("Container update sweep completed: %.02fs, %s", elapsed, total)
         try:
@@ -266,6 +236,47 @@ class ContainerUpdater(Daemon):
         except OSError as exc:
             self.logger.error("cannot write recon cache %s: %s", self.uconf.recon_cache_path, exc)
         return total
+
+    async def sweep_device(self, device: str, ring: Ring) -> ContainerUpdaterStats:
+        """Every container DB of one device, one after the other, rate limited."""
+        stats = ContainerUpdaterStats()
+        try:
+            device_path = await self.dm.run(device, self.dm.check, device, priority="background")
+            parts = await self.dm.run(
+                device, support.container_partitions, device_path, priority="background"
+            )
+        except DeviceError as exc:
+            self.logger.warning("Skipping %s: %s", device, exc)
+            return stats
+        except OSError as exc:
+            self.logger.error("ERROR Unable to access %s: %s", device, exc)
+            stats.errors += 1
+            return stats
+        begin = self.clock()
+        limiter = support.RateLimiter(self.uconf.containers_per_second, self.clock, self.sleep)
+        for part in parts:
+            if self.stopping.is_set():
+                break
+            try:
+                dbs = await self.dm.run(
+                    device, support.partition_dbs, device_path, part, priority="background"
+                )
+            except OSError as exc:
+                self.logger.error("ERROR Unable to access %s/%s: %s", device, part, exc)
+                stats.errors += 1
+                continue
+            for db_file in dbs:
+                if self.stopping.is_set():
+                    break
+                await limiter.consume(1)
+                await self._guarded(device, db_file, ring, stats)
+        self.logger.info(
+            "Container update sweep of %s completed: %.02fs, %s",
+            device_path,
+            self.clock() - begin,
+            stats,
+        )
+        return stats
 
     async def _guarded(
         self, device: str, db_file: str, ring: Ring, stats: ContainerUpdaterStats

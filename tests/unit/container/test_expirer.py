@@ -126,9 +126,9 @@ class Env:
 
     def files(self, name: str, container: str = "c") -> list[str]:
         """File names in the object's hash dirs on every device (sorted)."""
-        from swiftlite.common.hashing import hash_path
+        from swiftlite.common.hashing import hash_path_digest
 
-        digest = hash_path(ACCOUNT, container, name)
+        digest = hash_path_digest(ACCOUNT, container, name).hex()
         out: list[str] = []
         for dev in DEVS:
             out += sorted(p.name for p in (self.obj_devices / dev).rglob(f"{digest}/*"))

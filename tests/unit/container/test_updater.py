@@ -395,3 +395,48 @@ async def test_no_blocking_calls_in_the_loop(
     assert stats.successes == 1
     assert reported(b)[2] == 2
     await upd.close()
+
+
+async def test_stalled_device_does_not_hold_up_another(
+    devices: Path,
+    swift_dir: Path,
+    tmp_path: Path,
+    fakes: list[FakeAccountServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from swiftlite.container import updater as updater_mod
+
+    (devices / "sdb").mkdir()
+    make_container(devices, "fast", objects=1)
+    slow = ContainerBroker(
+        ContainerBroker.db_path(str(devices), "sdb", "0", "AUTH_a", "slow"),
+        account="AUTH_a",
+        container="slow",
+    )
+    slow.initialize(ts(1), storage_policy_index=0)
+    release = threading.Event()
+    real = updater_mod.read_info
+
+    def stalling(db_file: str) -> dict[str, Any] | None:
+        if "/sdb/" in db_file:
+            release.wait(30)
+        return real(db_file)
+
+    monkeypatch.setattr(updater_mod, "read_info", stalling)
+    upd = make_updater(devices, swift_dir, tmp_path, concurrency=2)
+    sweep = asyncio.create_task(upd.update_pass())
+    try:
+        # sda's container is reported while sdb's disk hangs.
+        for _ in range(500):
+            if fakes[0].requests:
+                break
+            await asyncio.sleep(0.01)
+        assert [r[1] for r in fakes[0].requests] == ["/sda/0/AUTH_a/fast"]
+        assert not sweep.done()
+    finally:
+        release.set()
+    stats = await sweep
+    assert stats.successes == 2
+    await upd.close()
