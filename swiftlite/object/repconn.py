@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from swiftlite.common.devices import DeviceBusy, DeviceError, device_error_response
+from swiftlite.common.devices import DeviceError, device_error_response
 from swiftlite.common.http import is_valid_partition
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object.diskfile_exceptions import DiskFileError, DiskFileNoSpace
@@ -416,7 +416,9 @@ async def handle_repconn(
     if target is None or not is_valid_partition(target[1]):
         return _plain(400, "Invalid path")
     device, partition = target
-    if request.headers.get("Upgrade", "").lower() != UPGRADE_TOKEN:
+    connection = {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
+    if request.headers.get("Upgrade", "").lower() != UPGRADE_TOKEN or "upgrade" not in connection:
+        # Without both, aiohttp goes on parsing the socket as HTTP requests.
         return _plain(400, "REPCONN needs Connection: Upgrade and Upgrade: tcp")
     if request.content_length or "Transfer-Encoding" in request.headers:
         return _plain(400, "REPCONN takes no body")
@@ -431,11 +433,7 @@ async def handle_repconn(
         try:
             await server.dm.acheck(device, priority="replication")
             await stack.enter_async_context(server.dm.slot(device, "replication", limit=limit))
-        except DeviceBusy as exc:
-            resp = device_error_response(exc)
-            resp.headers["Connection"] = "close"
-            return resp
-        except DeviceError as exc:
+        except DeviceError as exc:  # 507 unmounted/missing, 503 locked or busy
             resp = device_error_response(exc)
             resp.headers["Connection"] = "close"
             return resp

@@ -277,6 +277,12 @@ async def test_locked_device_and_bad_requests(make_cluster) -> None:
     status = await reader.readline()
     assert b" 400 " in status
     writer.close()
+    # Upgrade without "Connection: Upgrade" is no takeover either.
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    writer.write(f"REPCONN /{node.device}/0 HTTP/1.1\r\nHost: x\r\nUpgrade: tcp\r\n\r\n".encode())
+    await writer.drain()
+    assert b" 400 " in await reader.readline()
+    writer.close()
     with pytest.raises(RepconnRefused) as info:
         await RepconnClient.connect("127.0.0.1", node.port, node.device, "x")
     assert info.value.status == 400
