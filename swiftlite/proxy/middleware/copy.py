@@ -324,7 +324,7 @@ def factory(conf: dict[str, Any], ctx: PipelineContext) -> Middleware:
                 return swift_response(413)
             sink = _sink_headers(headers, source, manifest_get)
             query = _sink_query(params, raw_query, source)
-            dest = quote("/".join(path)) + (f"?{query}" if query else "")
+            dest = quote("/" + "/".join(path)) + (f"?{query}" if query else "")
             put = ctx.make_subrequest(
                 request, "PUT", dest, headers=sink, body=source.body, swift_source=SWIFT_SOURCE
             )
