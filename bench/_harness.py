@@ -179,6 +179,20 @@ def write_swiftlite_configs(
     return path
 
 
+def parse_settings(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--lite-set key=value`` options as a mapping; values are read as YAML
+    (``8`` is an int, ``false`` a bool), as the server's config loader would."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--lite-set wants KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 # --------------------------------------------------------------------------
 # server processes
 
@@ -601,6 +615,15 @@ def print_table(title: str, rows: list[list[str]], header: list[str]) -> None:
     print("  " + "  ".join("-" * w for w in widths))
     for r in rows:
         print("  " + "  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def short_reason(why: str, width: int = 300) -> str:
+    """First line of a failure plus its last line (usually the actual error)."""
+    lines = [line for line in why.splitlines() if line.strip()]
+    if not lines:
+        return "(no reason given)"
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1].strip()}"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def cpu_note() -> str:

@@ -283,6 +283,7 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
     levels = LEVELS_QUICK if args.quick else LEVELS_FULL
     n_upd = args.updates or (300 if args.quick else 3000)
     reps = 3 if args.quick else 10
+    lite_set = h.parse_settings(args.lite_set)
     report: dict[str, Any] = {
         "storage": kind,
         "levels": levels,
@@ -309,7 +310,7 @@ def bench_storage(kind: str, args: argparse.Namespace, work: str) -> dict[str, A
                 else:
                     # disk_limit above the 32 client connections (see object_server.py).
                     conf = h.write_swiftlite_configs(
-                        etc, "container", devices, port, {"disk_limit": 64}
+                        etc, "container", devices, port, {"disk_limit": 64, **lite_set}
                     )
                     proc = h.swiftlite_server("container", conf, port, log)
                 sys_ = System(name, proc, devices)
@@ -530,7 +531,7 @@ def print_report(report: dict[str, Any]) -> None:
     if report["prefill_s"]:
         print(f"  prefill seconds (unmeasured setup): {report['prefill_s']}")
     for name, why in report["failed"].items():
-        print(f"  FAILED {name}: {why.splitlines()[0]}")
+        print(f"  FAILED {name}: {h.short_reason(why)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -552,6 +553,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int, default=None, help="row PUTs per round")
     parser.add_argument("--work", default="/work/bench-tmp", help="where images and dirs go")
     parser.add_argument("--xfs-size", default="4G", help="size of the XFS loop image")
+    parser.add_argument(
+        "--lite-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra swiftlite server setting (repeatable), e.g. threads_per_disk=8",
+    )
     parser.add_argument("--logs", default=None, help="directory for server logs")
     args = parser.parse_args(argv)
     if args.rounds is None:

@@ -146,7 +146,7 @@ async def small_round(
 
 
 def start_systems(
-    root: str, etc_base: str, logs: str, kind: str
+    root: str, etc_base: str, logs: str, kind: str, lite_set: dict[str, Any]
 ) -> tuple[dict[str, h.ServerProc], dict[str, str]]:
     """Start both object servers on ``root``; a failure is recorded, not raised."""
     servers: dict[str, h.ServerProc] = {}
@@ -165,7 +165,9 @@ def start_systems(
             # disk_limit above the client's 32 connections: swiftlite's default
             # (25) would answer some c32 requests 503 by design, and Swift has
             # no such limit, so the rates would not compare.
-            conf = h.write_swiftlite_configs(etc, "object", devices, port, {"disk_limit": 64})
+            conf = h.write_swiftlite_configs(
+                etc, "object", devices, port, {"disk_limit": 64, **lite_set}
+            )
             proc = h.swiftlite_server("object", conf, port, log)
         try:
             proc.start()
@@ -211,7 +213,9 @@ def bench_storage(
 ) -> dict[str, Any]:
     report: dict[str, Any] = {"storage": kind, "systems": {}, "failed": {}}
     with h.storage_root(kind, work, size=args.xfs_size) as root:
-        servers, failed = start_systems(root, os.path.join(work, "etc"), args.logs, kind)
+        servers, failed = start_systems(
+            root, os.path.join(work, "etc"), args.logs, kind, h.parse_settings(args.lite_set)
+        )
         report["failed"].update(failed)
         rounds: dict[str, list[dict[str, dict[str, Any]]]] = {s: [] for s in servers}
         try:
@@ -304,7 +308,7 @@ def print_report(report: dict[str, Any]) -> None:
         header,
     )
     for system, why in report["failed"].items():
-        print(f"  FAILED {system}: {why.splitlines()[0]}")
+        print(f"  FAILED {system}: {h.short_reason(why)}")
     for system, res in systems.items():
         errs = [(t, r["first_error"]) for t, r in res.items() if r.get("first_error")]
         for test, err in errs[:3]:
@@ -323,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--work", default="/work/bench-tmp", help="where images and dirs go")
     parser.add_argument("--xfs-size", default="6G", help="size of the XFS loop image")
+    parser.add_argument(
+        "--lite-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra swiftlite server setting (repeatable), e.g. threads_per_disk=8",
+    )
     parser.add_argument(
         "--logs", default=None, help="directory for server logs (default: a temp dir)"
     )
