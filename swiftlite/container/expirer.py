@@ -32,8 +32,9 @@ update headers (so every container replica records the delete). Outcomes:
   is not retried forever;
 * anything else: the row stays and the next pass retries.
 
-At most ``tasks_per_second`` deletes start per second, ``concurrency`` are in
-flight. A log line and recon entries (``object_expiration_pass``,
+At most ``tasks_per_second`` deletes start per second and ``concurrency``
+are in flight, over the whole pass; devices are walked side by side, so a
+stalled disk holds up only its own containers. A log line and recon entries (``object_expiration_pass``,
 ``expired_last_pass`` in ``object.recon``) per pass.
 """
 
@@ -231,42 +232,10 @@ class ObjectExpirer(Daemon):
             return total
         names = list(devices) if devices is not None else await self.list_devices()
         limiter = support.RateLimiter(self.econf.tasks_per_second, self.clock, self.sleep)
-        for device in names:
-            if self.stopping.is_set():
-                break
-            try:
-                device_path = await self.dm.run(
-                    device, self.dm.check, device, priority="background"
-                )
-                parts = await self.dm.run(
-                    device, support.container_partitions, device_path, priority="background"
-                )
-            except DeviceError as exc:
-                self.logger.warning("Skipping %s: %s", device, exc)
-                continue
-            except OSError as exc:
-                self.logger.error("ERROR Unable to access %s: %s", device, exc)
-                total.errors += 1
-                continue
-            for part in parts:
-                if self.stopping.is_set():
-                    break
-                try:
-                    dbs = await self.dm.run(
-                        device, support.partition_dbs, device_path, part, priority="background"
-                    )
-                except OSError as exc:
-                    self.logger.error("ERROR Unable to access %s/%s: %s", device, part, exc)
-                    total.errors += 1
-                    continue
-                for db_file in dbs:
-                    if self.stopping.is_set():
-                        break
-                    try:
-                        await self.expire_container(device, part, db_file, limiter, total)
-                    except Exception:
-                        self.logger.exception("ERROR expiring objects of %s", db_file)
-                        total.errors += 1
+        # ``concurrency`` deletes in flight over the whole pass; devices are
+        # walked side by side so a stalled disk holds up only its own DBs.
+        slots = asyncio.Semaphore(self.econf.concurrency)
+        await asyncio.gather(*(self.expire_device(d, limiter, slots, total) for d in names))
         elapsed = self.clock() - begin
         self.logger.info(
             "Pass completed in %ds; %d objects expired (%s)", int(elapsed), total.expired, total
@@ -286,12 +255,52 @@ class ObjectExpirer(Daemon):
             self.logger.error("cannot write recon cache %s: %s", self.econf.recon_cache_path, exc)
         return total
 
+    async def expire_device(
+        self,
+        device: str,
+        limiter: support.RateLimiter,
+        slots: asyncio.Semaphore,
+        stats: ExpirerStats,
+    ) -> None:
+        try:
+            device_path = await self.dm.run(device, self.dm.check, device, priority="background")
+            parts = await self.dm.run(
+                device, support.container_partitions, device_path, priority="background"
+            )
+        except DeviceError as exc:
+            self.logger.warning("Skipping %s: %s", device, exc)
+            return
+        except OSError as exc:
+            self.logger.error("ERROR Unable to access %s: %s", device, exc)
+            stats.errors += 1
+            return
+        for part in parts:
+            if self.stopping.is_set():
+                break
+            try:
+                dbs = await self.dm.run(
+                    device, support.partition_dbs, device_path, part, priority="background"
+                )
+            except OSError as exc:
+                self.logger.error("ERROR Unable to access %s/%s: %s", device, part, exc)
+                stats.errors += 1
+                continue
+            for db_file in dbs:
+                if self.stopping.is_set():
+                    break
+                try:
+                    await self.expire_container(device, part, db_file, limiter, slots, stats)
+                except Exception:
+                    self.logger.exception("ERROR expiring objects of %s", db_file)
+                    stats.errors += 1
+
     async def expire_container(
         self,
         device: str,
         partition: str,
         db_file: str,
         limiter: support.RateLimiter,
+        slots: asyncio.Semaphore,
         stats: ExpirerStats,
     ) -> None:
         try:
@@ -309,7 +318,6 @@ class ObjectExpirer(Daemon):
         stats.containers += 1
         wall = self.wall()
         now = wall - self.econf.delay_reaping
-        slots = asyncio.Semaphore(self.econf.concurrency)
         after: rows_db.Marker | None = None
         while not self.stopping.is_set():
             page = await self.dm.run(

@@ -436,3 +436,41 @@ async def test_changed_row_reclaimed_after_reclaim_age(env: Env) -> None:
     # The object itself is not touched (the auditor removes expired files).
     assert all(f.endswith(".data") for f in env.files("old"))
     await exp.close()
+
+
+async def test_forever_mode_repeats_and_stops_on_sigterm(env: Env) -> None:
+    import signal
+
+    (env.swift_dir / "swiftlite.yaml").write_text(
+        "hash_path_prefix: ''\nhash_path_suffix: endcap\n"
+        "policies:\n  - index: 0\n    name: gold\n    default: true\n"
+    )
+    conf = env.tmp / "object-expirer.yaml"
+    conf.write_text(
+        f"devices: {env.cont_devices}\nmount_check: false\nswift_dir: {env.swift_dir}\n"
+        f"recon_cache_path: {env.tmp / 'recon'}\ninterval: 0.2\n"
+        f"bind_ip: 127.0.0.1\nbind_port: {env.cont.port}\n"
+    )
+    now = int(time.time())
+    env.broker()  # the DB exists before the daemon starts
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "swiftlite.container.expirer",
+        str(conf),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        # An object that expires while the daemon runs is deleted by a later pass.
+        await env.put("soon", now - 100, now - 1)
+        for _ in range(1000):
+            if env.files("soon") == [Timestamp(now - 1).internal + ".ts"] * 3:
+                break
+            await asyncio.sleep(0.02)
+        assert env.files("soon") == [Timestamp(now - 1).internal + ".ts"] * 3
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert err.count(b"Begin object expiration pass") >= 1
