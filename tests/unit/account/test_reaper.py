@@ -418,3 +418,11 @@ def test_stats_summary_and_config_defaults() -> None:
     assert (conf.delay_reaping, conf.reap_warn_after) == (0.0, 2592000.0)
     with pytest.raises(ValueError):
         AccountReaperConfig(concurrency=0)
+
+
+def test_sample_config_loads() -> None:
+    from swiftlite.common.config import load_config
+
+    etc = Path(__file__).resolve().parents[3] / "etc"
+    conf = load_config(str(etc / "account-reaper.yaml"), AccountReaperConfig)
+    assert conf == AccountReaperConfig()

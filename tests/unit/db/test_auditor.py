@@ -325,3 +325,15 @@ def test_main_once_end_to_end(tmp_path: Path, role: str, module: str, maker: str
     assert quarantined(devices, "sda", f"{role}s") == [bad.parent.name]
     recon = json.loads((tmp_path / "recon" / f"{role}.recon").read_text())
     assert (recon[f"{role}_audits_passed"], recon[f"{role}_audits_failed"]) == (1, 1)
+
+
+def test_sample_configs_load() -> None:
+    from swiftlite.common.config import load_config
+
+    etc = Path(__file__).resolve().parents[3] / "etc"
+    assert load_config(str(etc / "container-auditor.yaml"), ContainerAuditorConfig) == (
+        ContainerAuditorConfig()
+    )
+    assert load_config(str(etc / "account-auditor.yaml"), AccountAuditorConfig) == (
+        AccountAuditorConfig()
+    )
