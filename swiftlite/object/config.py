@@ -45,6 +45,10 @@ class ObjectServerConfig(ServerConfig):
     # Serve replication verbs: None = on both ports, True = only replication
     # verbs on this server, False = no replication verbs.
     replication_server: bool | None = None
+    # Incoming REPCONN sessions per device (more are refused with 503).
+    replication_concurrency_per_device: int = 3
+    # Seconds a REPCONN session may wait for its peer's next message.
+    replication_timeout: float = 600.0
     # Temp files (of writes that never finished, e.g. a killed process)
     # older than this are removed; the age keeps in-flight writes safe.
     tmp_max_age: float = 86400.0

@@ -32,7 +32,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from swiftlite.common.config import ClusterConfig, ConfigError, load_cluster_config, load_config
-from swiftlite.common.daemon import load_or_exit, parse_args, run_server
+from swiftlite.common.daemon import (
+    load_or_exit,
+    parse_args,
+    reexec_with_python_parser,
+    run_server,
+)
 from swiftlite.common.devices import DeviceError, DeviceManager, device_error_response
 from swiftlite.common.http import swift_response
 from swiftlite.common.logs import get_logger, set_txn_id, txn_id
@@ -50,7 +55,7 @@ from swiftlite.object.updates import ContainerUpdater
 
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
-REPLICATION_METHODS = frozenset({"REPLICATE"})
+REPLICATION_METHODS = frozenset({"REPLICATE", "REPCONN"})
 
 
 class ObjectServer:
@@ -97,7 +102,7 @@ class ObjectServer:
         )
         self.allowed_headers = frozenset(conf.allowed_headers)
         # Imported here: the handler modules import names from this one.
-        from swiftlite.object import read_handlers, write_handlers
+        from swiftlite.object import read_handlers, repconn, write_handlers
 
         self.methods: dict[str, Handler] = {
             "GET": lambda req, path: read_handlers.get_or_head(self, req, path, head=False),
@@ -106,6 +111,7 @@ class ObjectServer:
             "DELETE": lambda req, path: write_handlers.delete(self, req, path),
             "POST": lambda req, path: write_handlers.post(self, req, path),
             "REPLICATE": lambda req, path: read_handlers.replicate(self, req, path),
+            "REPCONN": lambda req, path: repconn.handle_repconn(self, req, path),
         }
         if conf.replication_server is True:
             self.methods = {m: h for m, h in self.methods.items() if m in REPLICATION_METHODS}
@@ -256,26 +262,13 @@ def make_app(conf: ObjectServerConfig, cluster: ClusterConfig | None = None) -> 
     return ObjectServer(conf, cluster).make_app()
 
 
-def _reexec_with_python_parser(argv: Sequence[str]) -> None:
-    """Re-run this process with aiohttp's pure-Python HTTP parser.
-
-    aiohttp's C parser (llhttp) only knows the standard methods and answers
-    400 to Swift's REPLICATE verb before any handler runs; the pure-Python
-    parser takes any token.  The choice is made when aiohttp is imported,
-    hence a fresh process with ``AIOHTTP_NO_EXTENSIONS`` set (an aiohttp
-    setting).  Parsing costs a little more; disk work dominates a request.
-    """
-    env = dict(os.environ, AIOHTTP_NO_EXTENSIONS="1")
-    os.execve(sys.executable, [sys.executable, "-m", "swiftlite.object.server", *argv], env)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``swiftlite-object-server <conf.yaml> [-v]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     conf_path, _once, verbose = parse_args(args, "swiftlite-object-server")
     conf = load_or_exit(conf_path, ObjectServerConfig)
-    if conf.replication_server is not False and not os.environ.get("AIOHTTP_NO_EXTENSIONS"):
-        _reexec_with_python_parser(args)
+    if conf.replication_server is not False:
+        reexec_with_python_parser("swiftlite.object.server", args)
     if verbose:
         conf.log_level = "DEBUG"
     try:

@@ -26,29 +26,17 @@ import pytest
 import yaml
 
 from swiftlite.common import hashing
-from swiftlite.common.config import ClusterConfig
-from swiftlite.object.config import ObjectServerConfig
-from swiftlite.object.server import ObjectServer
 from swiftlite.ring.ring import Ring
 from swiftlite.ring.ring_io import RingData
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX, SUFFIX = "probe-prefix", "probe-suffix"
-WRAPPER = Path(__file__).with_name("repconn_object_server.py")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def server_wires_repconn(tmp: Path) -> bool:
-    srv = ObjectServer(
-        ObjectServerConfig(devices=str(tmp), mount_check=False),
-        ClusterConfig(hash_path_prefix=PREFIX, hash_path_suffix=SUFFIX),
-    )
-    return "REPCONN" in srv.methods
 
 
 class Proc:
@@ -101,7 +89,6 @@ class Proc:
 
 @pytest.fixture
 def make_nodes(tmp_path: Path) -> Iterator:
-    wired = server_wires_repconn(tmp_path)
     procs: list[Proc] = []
 
     def make(count: int) -> list[Proc]:
@@ -128,10 +115,7 @@ def make_nodes(tmp_path: Path) -> Iterator:
                     }
                 )
             )
-            if wired:
-                cmd = [sys.executable, "-m", "swiftlite.object.server", str(conf)]
-            else:
-                cmd = [sys.executable, str(WRAPPER), str(conf)]
+            cmd = [sys.executable, "-m", "swiftlite.object.server", str(conf)]
             node = Proc(f"node{i}", port, devices, etc, cmd)
             procs.append(node)
             node.start()
