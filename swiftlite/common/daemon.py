@@ -217,6 +217,22 @@ def run_server(
     return 0
 
 
+def reexec_with_python_parser(module: str, argv: Sequence[str]) -> None:
+    """Re-run this process (``python -m <module> <argv>``) with aiohttp's
+    pure-Python HTTP parser, unless that is already the case.
+
+    aiohttp's C parser (llhttp) only knows the standard methods and answers
+    400 to Swift's REPLICATE verb before any handler runs; the pure-Python
+    parser takes any token. The choice is made when aiohttp is imported,
+    hence a fresh process with ``AIOHTTP_NO_EXTENSIONS`` set (an aiohttp
+    setting). Parsing costs a little more; disk work dominates a request.
+    """
+    if os.environ.get("AIOHTTP_NO_EXTENSIONS"):
+        return
+    env = dict(os.environ, AIOHTTP_NO_EXTENSIONS="1")
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
+
+
 def server_main(
     argv: Sequence[str] | None,
     conf_cls: type[ServerConfig],
@@ -300,6 +316,7 @@ __all__ = [
     "install_uvloop",
     "load_or_exit",
     "parse_args",
+    "reexec_with_python_parser",
     "run_daemon",
     "run_server",
     "serve_app",
