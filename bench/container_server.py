@@ -554,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/work/bench-tmp", help="where images and dirs go")
     parser.add_argument("--xfs-size", default="4G", help="size of the XFS loop image")
     parser.add_argument(
+        "--client",
+        choices=["raw", "aiohttp"],
+        default="raw",
+        help="load client for small requests (default raw: the leaner one, see _harness)",
+    )
+    parser.add_argument(
         "--lite-set",
         action="append",
         metavar="KEY=VALUE",
@@ -567,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         print("XFS loop images need root; run as root or pass --no-xfs", file=sys.stderr)
         return 2
     h.install_uvloop()
+    h.CLIENT = args.client
     os.makedirs(args.work, exist_ok=True)
     work = tempfile.mkdtemp(prefix="contbench-", dir=args.work)
     args.logs = args.logs or os.path.join(work, "logs")
@@ -574,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(
         f"container server bench: {h.cpu_note()}; {args.rounds} update rounds per system "
-        f"per level; 1 worker each; logs in {args.logs}",
+        f"per level; 1 worker each; {args.client} client; logs in {args.logs}",
         flush=True,
     )
     results: dict[str, Any] = {"storage": []}

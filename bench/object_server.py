@@ -328,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/work/bench-tmp", help="where images and dirs go")
     parser.add_argument("--xfs-size", default="6G", help="size of the XFS loop image")
     parser.add_argument(
+        "--client",
+        choices=["raw", "aiohttp"],
+        default="raw",
+        help="load client for small requests (default raw: the leaner one, see _harness)",
+    )
+    parser.add_argument(
         "--lite-set",
         action="append",
         metavar="KEY=VALUE",
@@ -343,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print("XFS loop images need root; run as root or pass --no-xfs", file=sys.stderr)
         return 2
     h.install_uvloop()
+    h.CLIENT = args.client
     os.makedirs(args.work, exist_ok=True)
     work = tempfile.mkdtemp(prefix="objbench-", dir=args.work)
     args.logs = args.logs or os.path.join(work, "logs")
@@ -351,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(
         f"object server bench: {h.cpu_note()}; 4 KiB x {n['c1']} (c1) / {n['c32']} (c32), "
-        f"64 MiB x {n['big']}; {args.rounds} rounds per system; 1 worker each; logs in {args.logs}",
+        f"64 MiB x {n['big']}; {args.rounds} rounds per system; 1 worker each; "
+        f"{args.client} client; logs in {args.logs}",
         flush=True,
     )
     results: dict[str, Any] = {"counts": n, "rounds": args.rounds, "storage": []}
