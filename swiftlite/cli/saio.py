@@ -2,7 +2,8 @@
 
 The layout (configs, rings, devices, credentials) comes from
 :mod:`swiftlite.cli.saio_layout`. This module starts every daemon whose code
-exists as its own process (``python -m <module> <conf>``, output into
+exists as its own process (its module's ``main`` with the config path, through
+:mod:`swiftlite.cli.saio_launch`; output into
 ``DIR/log/<daemon>.log``), waits until each HTTP server answers
 ``/healthcheck``, prints where everything is, and on SIGINT/SIGTERM stops
 them all: SIGTERM to each, a wait, then SIGKILL for whatever is left.
@@ -69,7 +70,8 @@ def start_daemon(spec: DaemonSpec, layout: Layout) -> Child:
     log_path = layout.log_path(spec)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", spec.module, layout.config_path(spec)],
+            [sys.executable, "-m", "swiftlite.cli.saio_launch", spec.module,
+             layout.config_path(spec)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -170,7 +172,7 @@ def describe(layout: Layout, children: list[Child], skipped: list[DaemonSpec]) -
     for child in children:
         port = f"port {child.port}" if child.port is not None else "background"
         lines.append(
-            f"  {child.spec.name:<18} pid {child.proc.pid:<7} {port:<11} log {child.log_path}"
+            f"  {child.spec.name:<20} pid {child.proc.pid:<7} {port:<11} log {child.log_path}"
         )
     if skipped:
         lines.append("not in this swiftlite yet: " + ", ".join(s.name for s in skipped))

@@ -53,14 +53,30 @@ TEMPAUTH_USERS: dict[str, dict[str, Any]] = {
     "test:tester6": {"key": "testing6", "groups": [".reseller_admin"]},
 }
 
-# The proxy pipeline, outermost first; middleware not (yet) installed is left out.
+# The proxy pipeline, outermost first, in Swift's SAIO order; a middleware
+# not (yet) installed as a ``swiftlite.middleware`` entry point is left out,
+# and added on a later run once it lands (unless the operator edited the
+# pipeline).
 PROXY_PIPELINE = (
     "catch_errors",
     "gatekeeper",
     "healthcheck",
     "proxy_logging",
     "cache",
+    "listing_formats",
+    "bulk",
+    "tempurl",
+    "ratelimit",
+    "formpost",
     "tempauth",
+    "staticweb",
+    "copy",
+    "container_quotas",
+    "account_quotas",
+    "slo",
+    "dlo",
+    "versioned_writes",
+    "symlink",
 )
 
 
@@ -118,6 +134,10 @@ DAEMONS: tuple[DaemonSpec, ...] = (
                "ObjectExpirerConfig", "container"),
     DaemonSpec("container-updater", "swiftlite.container.updater",
                "swiftlite.container.daemon_config", "ContainerUpdaterConfig", None),
+    DaemonSpec("container-replicator", "swiftlite.container.replicator",
+               "swiftlite.container.replicator", "ContainerReplicatorConfig", "container"),
+    DaemonSpec("account-replicator", "swiftlite.account.replicator",
+               "swiftlite.account.replicator", "AccountReplicatorConfig", "account"),
 )
 
 
@@ -284,7 +304,8 @@ def _state_path(data_dir: str) -> str:
     return os.path.join(data_dir, "etc", "saio.yaml")
 
 
-def _read_ports(data_dir: str) -> dict[str, int] | None:
+def _read_state(data_dir: str) -> dict[str, Any] | None:
+    """``saio.yaml``: ports (and the proxy pipeline saio last wrote), or None."""
     path = _state_path(data_dir)
     if not os.path.exists(path):
         return None
@@ -294,17 +315,20 @@ def _read_ports(data_dir: str) -> dict[str, int] | None:
         if state.get("version") != STATE_VERSION:
             raise LayoutError(f"{path}: unsupported version {state.get('version')!r}")
         ports = {str(k): int(v) for k, v in state["ports"].items()}
+        pipeline = [str(n) for n in state.get("proxy_pipeline") or []]
     except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as exc:
         raise LayoutError(f"{path}: cannot read saio state: {exc}") from exc
     missing = {"proxy", *RING_ROLES} - set(ports)
     if missing:
         raise LayoutError(f"{path}: no port for {', '.join(sorted(missing))}")
-    return ports
+    return {"ports": ports, "proxy_pipeline": pipeline}
 
 
-def _write_ports(data_dir: str, ports: dict[str, int]) -> None:
+def _write_state(data_dir: str, ports: dict[str, int], pipeline: list[str]) -> None:
     text = "# swiftlite saio: ports chosen at first run (kept in configs and rings)\n"
-    text += yaml.safe_dump({"version": STATE_VERSION, "ports": ports}, sort_keys=True)
+    text += "# and the proxy pipeline saio generated (updated while left unedited)\n"
+    state = {"version": STATE_VERSION, "ports": ports, "proxy_pipeline": pipeline}
+    text += yaml.safe_dump(state, sort_keys=True)
     _write_private(_state_path(data_dir), text)
 
 
@@ -328,14 +352,31 @@ def _write_credentials(layout: Layout) -> None:
     _write_private(layout.credentials_path, text, 0o600)
 
 
-def _set_proxy_port(path: str, port: int) -> None:
-    """Point an existing proxy config at another port (``--port`` on a later run)."""
+def _update_proxy(path: str, layout: Layout, generated: list[str]) -> list[str]:
+    """Keep an existing proxy config current: ``--port``, and the pipeline
+    (with tempauth's users) when saio wrote it and middleware landed since.
+    Returns the pipeline saio now owns: the old one if the operator changed it
+    (so it is never touched again), else what the file holds."""
     from swiftlite.proxy.config import ProxyServerConfig
 
     conf = load_config(path, ProxyServerConfig)
-    if conf.bind_port != port:
-        conf.bind_port = port
+    changed = conf.bind_port != layout.ports["proxy"]
+    conf.bind_port = layout.ports["proxy"]
+    fresh = _proxy_settings(layout)
+    if conf.pipeline != generated:
+        owned = generated  # edited by hand: leave it alone, now and later
+    elif conf.pipeline != fresh["pipeline"]:
+        conf.pipeline = fresh["pipeline"]
+        for name, settings in fresh["filters"].items():
+            conf.filters.setdefault(name, settings)
+        conf.filters = {k: v for k, v in conf.filters.items() if k in conf.pipeline}
+        changed = True
+        owned = list(conf.pipeline)
+    else:
+        owned = generated
+    if changed:
         dump_config(conf, path, "swiftlite saio: proxy-server config")
+    return owned
 
 
 def prepare(
@@ -347,8 +388,10 @@ def prepare(
     landed since) afterwards. ``proxy_port`` None keeps the stored one (8080 at
     first run)."""
     data_dir = os.path.abspath(data_dir)
-    ports = _read_ports(data_dir)
-    created = ports is None
+    state = _read_state(data_dir)
+    ports = state["ports"] if state else None
+    created = state is None
+    generated_pipeline: list[str] = state["proxy_pipeline"] if state else []
     for sub in ("etc", "log", "cache", "srv", *(os.path.join("srv", d) for d in DEVICES)):
         os.makedirs(os.path.join(data_dir, sub), exist_ok=True)
     if ports is None:
@@ -372,10 +415,12 @@ def prepare(
             continue
         path = layout.config_path(spec)
         if not os.path.exists(path):
-            dump_config(_build_config(spec, cls, layout), path,
-                        f"swiftlite saio: {spec.name} config")
+            conf = _build_config(spec, cls, layout)
+            dump_config(conf, path, f"swiftlite saio: {spec.name} config")
+            if spec.name == "proxy-server":
+                generated_pipeline = list(conf.pipeline)
         elif spec.name == "proxy-server":
-            _set_proxy_port(path, ports["proxy"])
+            generated_pipeline = _update_proxy(path, layout, generated_pipeline)
         else:
             try:
                 load_config(path, cls)
@@ -384,5 +429,5 @@ def prepare(
     if not os.path.exists(layout.credentials_path) or proxy_port is not None:
         _write_credentials(layout)
     # Written last: its presence marks a complete first run.
-    _write_ports(data_dir, ports)
+    _write_state(data_dir, ports, generated_pipeline)
     return layout

@@ -222,3 +222,40 @@ def test_unavailable_daemon_is_detected() -> None:
     assert spec.config_cls() is None
     assert not spec.available()
     assert all(s.available() for s in DAEMONS if s.name == "object-server")
+
+
+def _pipeline(layout: saio_layout.Layout) -> list[str]:
+    data = yaml.safe_load(Path(layout.etc_dir, "proxy-server.yaml").read_text())
+    return list(data["pipeline"])
+
+
+def test_new_middleware_joins_a_generated_pipeline(
+    layout_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("swiftlite.proxy.config")
+    monkeypatch.setattr(saio_layout, "_available_middleware", lambda: ["catch_errors"])
+    first = _prepare(layout_dir)
+    assert _pipeline(first) == ["catch_errors", "proxy_server"]
+    monkeypatch.setattr(
+        saio_layout, "_available_middleware", lambda: ["catch_errors", "cache", "tempauth"]
+    )
+    second = _prepare(layout_dir, port=None)
+    assert _pipeline(second) == ["catch_errors", "cache", "tempauth", "proxy_server"]
+    data = yaml.safe_load(Path(second.etc_dir, "proxy-server.yaml").read_text())
+    assert set(data["filters"]["tempauth"]["users"]) == set(TEMPAUTH_USERS)
+
+
+def test_hand_edited_pipeline_is_left_alone(
+    layout_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("swiftlite.proxy.config")
+    monkeypatch.setattr(saio_layout, "_available_middleware", lambda: ["catch_errors"])
+    first = _prepare(layout_dir)
+    path = Path(first.etc_dir, "proxy-server.yaml")
+    data = yaml.safe_load(path.read_text())
+    data["pipeline"] = ["gatekeeper", "proxy_server"]
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(saio_layout, "_available_middleware", lambda: ["catch_errors", "cache"])
+    for _ in range(2):
+        _prepare(layout_dir, port=None)
+        assert _pipeline(first) == ["gatekeeper", "proxy_server"]

@@ -121,3 +121,26 @@ def test_run_reports_a_bad_data_dir(tmp_path: Path) -> None:
     out = io.StringIO()
     assert saio.run(str(tmp_path), None, out) == 1
     assert "saio.yaml" in out.getvalue()
+
+
+def test_launcher_runs_main_with_the_args(tmp_path: Path) -> None:
+    mod = tmp_path / "fake_daemon_mod.py"
+    mod.write_text(
+        "import sys\n"
+        "def main(argv):\n"
+        "    print('argv', list(argv), sys.argv[0])\n"
+        "    return 7\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "swiftlite.cli.saio_launch", "fake_daemon_mod", "conf.yaml"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 7
+    assert "argv ['conf.yaml'] fake_daemon_mod" in proc.stdout
+
+
+def test_launcher_usage() -> None:
+    from swiftlite.cli.saio_launch import launch
+
+    assert launch([]) == 2
