@@ -4,7 +4,8 @@ servers (Swift's container updater, swift-internals 4.4).
 Each pass walks every device's ``containers/<part>/<suffix>/<hash>/<hash>.db``.
 A container whose put or delete timestamp, object count or bytes used differ
 from what it last reported is sent, as Swift does, to every account replica
-the account ring names: ``PUT /<dev>/<part>/<account>/<container>`` with
+the account ring names (on its replication ip and port, as Swift's updater):
+``PUT /<dev>/<part>/<account>/<container>`` with
 X-Put-Timestamp, X-Delete-Timestamp, X-Object-Count, X-Bytes-Used,
 X-Account-Override-Deleted: yes and X-Backend-Storage-Policy-Index. When a
 majority answers 2xx the values are recorded in the DB as reported, so an
@@ -342,8 +343,9 @@ class ContainerUpdater(Daemon):
 
     async def report(self, node: Node, part: int, path: str, headers: dict[str, str]) -> int | None:
         """One PUT to an account server: its status, or None when it did not answer."""
-        ip = str(node["ip"])
-        port = node["port"]
+        # As Swift's updater: the account servers' replication network.
+        ip = str(node.get("replication_ip") or node["ip"])
+        port = node.get("replication_port") or node["port"]
         if ":" in ip and not ip.startswith("["):
             ip = f"[{ip}]"
         url = URL(

@@ -440,3 +440,37 @@ async def test_stalled_device_does_not_hold_up_another(
     stats = await sweep
     assert stats.successes == 2
     await upd.close()
+
+
+async def test_reports_go_to_the_replication_network(
+    devices: Path, swift_dir: Path, tmp_path: Path, fakes: list[FakeAccountServer]
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    devs: list[dict[str, Any] | None] = [
+        {
+            "id": i,
+            "region": 1,
+            "zone": i + 1,
+            "ip": "127.0.0.1",
+            "port": dead,
+            "replication_ip": "127.0.0.1",
+            "replication_port": f.port,
+            "device": f"sd{'abc'[i]}",
+            "weight": 100.0,
+            "meta": "",
+        }
+        for i, f in enumerate(fakes)
+    ]
+    RingData([array.array("H", [i]) for i in range(3)], devs, 32).save(
+        str(swift_dir / "account.ring.gz")
+    )
+    make_container(devices, "c", objects=1)
+    upd = make_updater(devices, swift_dir, tmp_path)
+    stats = await upd.update_pass()
+    assert stats.successes == 1
+    assert all(len(f.requests) == 1 for f in fakes)
+    await upd.close()
