@@ -434,7 +434,7 @@ class AccountReaper(Daemon):
             try:
                 async with self.session().get(
                     node_url(node, part, path, query),
-                    headers={"X-Timestamp": Timestamp.now().internal},
+                    headers={"User-Agent": f"account-reaper {os.getpid()}"},
                     timeout=self.timeout(),
                 ) as resp:
                     body = await resp.read()
