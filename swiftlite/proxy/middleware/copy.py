@@ -78,8 +78,12 @@ class _Refused(Exception):
         self.response = response
 
 
+HTML = "text/html; charset=UTF-8"
+
+
 def _precondition_failed(body: str) -> _Refused:
-    return _Refused(swift_response(412, body))
+    # swob's default type for a body given as text
+    return _Refused(swift_response(412, body, content_type=HTML))
 
 
 def _has_prefix(key: str, prefix: str) -> bool:
@@ -356,7 +360,7 @@ def factory(conf: dict[str, Any], ctx: PipelineContext) -> Middleware:
         ver, acct, container, obj = path
         headers: CIMultiDict[str] = CIMultiDict(request.headers)
         if not headers.get("Destination"):
-            return swift_response(412, "Destination header required")
+            return swift_response(412, "Destination header required", content_type=HTML)
         dest_acct = acct
         if "Destination-Account" in headers:
             dest_acct = _check_account(unquote(headers["Destination-Account"]))
