@@ -30,7 +30,7 @@ from swiftlite.account.config import AccountServerConfig
 from swiftlite.account.conncache import ConnectionCache
 from swiftlite.common import listing
 from swiftlite.common.config import ClusterConfig, load_cluster_config
-from swiftlite.common.daemon import server_main
+from swiftlite.common.daemon import reexec_with_python_parser, server_main
 from swiftlite.common.devices import (
     DeviceBusy,
     DeviceError,
@@ -48,6 +48,7 @@ from swiftlite.db.exceptions import (
     LockTimeout,
     MetadataError,
 )
+from swiftlite.db.replication_server import ReplicationRpc, add_replicate_route
 
 ALLOWED_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT")
 SERVER_NAME = "account-server/swiftlite"
@@ -509,6 +510,10 @@ def make_app(conf: AccountServerConfig, cluster: ClusterConfig | None = None) ->
     server = AccountServer(conf, cluster)
     app = web.Application(client_max_size=1024**2)
     app["account_server"] = server
+    # REPLICATE first: other verbs fall through to the catch-all route.
+    add_replicate_route(
+        app, ReplicationRpc(server.devices, AccountBroker, DATADIR, server.logger)
+    )
     app.router.add_route("*", "/{tail:.*}", server.handle)
 
     async def on_cleanup(_app: web.Application) -> None:
@@ -521,8 +526,11 @@ def make_app(conf: AccountServerConfig, cluster: ClusterConfig | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(argv if argv is not None else sys.argv[1:])
+    # aiohttp's C parser refuses the REPLICATE verb (see the helper).
+    reexec_with_python_parser("swiftlite.account.server", args)
     return server_main(
-        argv if argv is not None else sys.argv[1:],
+        args,
         AccountServerConfig,
         make_app,
         "swiftlite-account-server",

@@ -26,7 +26,7 @@ from aiohttp import web
 from swiftlite.common import listing
 from swiftlite.common.config import ClusterConfig, config_true_value, load_cluster_config
 from swiftlite.common.constraints import check_utf8
-from swiftlite.common.daemon import server_main
+from swiftlite.common.daemon import reexec_with_python_parser, server_main
 from swiftlite.common.devices import DeviceBusy, DeviceError, DeviceManager
 from swiftlite.common.http import split_path, swift_response
 from swiftlite.common.logs import get_logger, set_txn_id
@@ -37,6 +37,8 @@ from swiftlite.container.account_update import (
     account_targets,
     account_update_headers,
 )
+from swiftlite.container.backend import DATADIR as CONTAINER_DATADIR
+from swiftlite.container.backend import ContainerBroker
 from swiftlite.container.batcher import PendingBatcher
 from swiftlite.container.config import ContainerServerConfig
 from swiftlite.container.handlers import (
@@ -51,6 +53,7 @@ from swiftlite.db.exceptions import (
     LockTimeout,
     MetadataError,
 )
+from swiftlite.db.replication_server import ReplicationRpc, add_replicate_route
 
 T = TypeVar("T")
 
@@ -587,6 +590,10 @@ def make_app(conf: ContainerServerConfig, cluster: ClusterConfig | None = None) 
     server = ContainerServer(conf, cluster)
     app = web.Application(client_max_size=1024**2)
     app["container_server"] = server
+    # REPLICATE first: other verbs fall through to the catch-all route.
+    add_replicate_route(
+        app, ReplicationRpc(server.devices, ContainerBroker, CONTAINER_DATADIR, server.logger)
+    )
     app.router.add_route("*", "/{tail:.*}", server.handle)
 
     async def on_cleanup(_app: web.Application) -> None:
@@ -598,8 +605,11 @@ def make_app(conf: ContainerServerConfig, cluster: ClusterConfig | None = None) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``swiftlite-container-server <conf.yaml> [-v]``."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    # aiohttp's C parser refuses the REPLICATE verb (see the helper).
+    reexec_with_python_parser("swiftlite.container.server", args)
     return server_main(
-        argv if argv is not None else sys.argv[1:],
+        args,
         ContainerServerConfig,
         make_app,
         "swiftlite-container-server",
