@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from swiftclient import client as swift
 
-from tests.functional.test_proxy_core import Cluster, request
+from tests.functional.test_proxy_core import Cluster
+from tests.functional.test_proxy_core import request as raw_request
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,17 @@ def cluster(tmp_path_factory: Any) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("proxy-copy"))
     conf = c.root / "proxy-server.yaml"
     text = conf.read_text()
-    text = re.sub(r"pipeline: \[.*\]", "pipeline: [catch_errors, gatekeeper, copy, proxy_server]",
-                  text)
+    text = re.sub(
+        r"pipeline: \[.*\]",
+        "pipeline: [catch_errors, gatekeeper, healthcheck, cache, tempauth, copy, proxy_server]",
+        text,
+    )
+    # Swift's order: copy after auth, so both of its subrequests are authorized.
+    text += (
+        "filters:\n  tempauth:\n    users:\n"
+        "      'test:tester': {key: testing, groups: [.admin]}\n"
+        "      'test:tester3': {key: testing3}\n"
+    )
     conf.write_text(text)
     try:
         c.start()
@@ -31,9 +41,13 @@ def cluster(tmp_path_factory: Any) -> Iterator[Cluster]:
         c.stop()
 
 
+def auth_url(cluster: Cluster) -> str:
+    return f"http://127.0.0.1:{cluster.proxy_port}/auth/v1.0"
+
+
 @pytest.fixture(scope="module")
 def conn(cluster: Cluster) -> swift.Connection:
-    conn = swift.Connection(preauthurl=cluster.url, preauthtoken="unused", retries=0)
+    conn = swift.Connection(auth_url(cluster), "test:tester", "testing", retries=0)
     for name in ("src", "dst", "dst2"):
         conn.put_container(name)
     return conn
@@ -111,6 +125,12 @@ def test_large_object_copied_intact(conn: swift.Connection) -> None:
 def test_errors(cluster: Cluster, conn: swift.Connection) -> None:
     port = cluster.proxy_port
     base = "/v1/AUTH_test"
+    token = {"X-Auth-Token": conn.get_auth()[1]}
+
+    def request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+                body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+        return raw_request(port, method, path, {**token, **(headers or {})}, body)
+
     conn.put_object("src", "err", b"x")
     status, _h, body = request(port, "COPY", f"{base}/src/err")
     assert (status, body) == (412, b"Destination header required")
@@ -149,3 +169,25 @@ def test_delete_after_and_range(cluster: Cluster, conn: swift.Connection) -> Non
     conn.put_object("dst", "part", b"", headers={"X-Copy-From": "src/expiring",
                                                  "Range": "bytes=2-4"})
     assert conn.get_object("dst", "part")[1] == b"234"
+
+
+def test_acls_apply_to_source_and_destination(cluster: Cluster, conn: swift.Connection) -> None:
+    """tester3 (no admin) may write "open" but read nothing: a copy from
+    "src" is refused by the source GET, one from a readable container works."""
+    conn.put_container("open", headers={"X-Container-Write": "test:tester3"})
+    conn.put_container("readable", headers={"X-Container-Read": "test:tester3"})
+    conn.put_object("readable", "r", b"readable")
+    conn.put_object("src", "secret", b"secret")
+    user3 = swift.Connection(auth_url(cluster), "test:tester3", "testing3", retries=0)
+    with pytest.raises(swift.ClientException) as denied:
+        user3.put_object("open", "stolen", b"", headers={"X-Copy-From": "src/secret"})
+    assert denied.value.http_status == 403
+    with pytest.raises(swift.ClientException) as missing:
+        conn.head_object("open", "stolen")
+    assert missing.value.http_status == 404
+    user3.put_object("open", "copied", b"", headers={"X-Copy-From": "readable/r"})
+    assert conn.get_object("open", "copied")[1] == b"readable"
+    # Readable but not writable: the destination PUT is refused.
+    with pytest.raises(swift.ClientException) as refused:
+        user3.copy_object("readable", "r", "/readable/r2")
+    assert refused.value.http_status == 403
