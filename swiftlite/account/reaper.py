@@ -39,6 +39,9 @@ account still holds containers ``reap_warn_after`` seconds after
 (``account.recon``: ``account_reaper_pass_completed`` and
 ``account_reaper_stats``).
 
+Every request goes to the node's replication ip and port (its client-facing
+ones when the ring has none), as Swift's reaper does; the ``X-Account-Host``
+and ``X-Container-Host`` headers name the client-facing ones, as Swift.
 SQLite work runs in the device's own threads (``DeviceManager.run``).
 """
 
@@ -168,14 +171,16 @@ def list_containers(db_file: str, limit: int, marker: str) -> list[str]:
         broker.close()
 
 
-def _host(node: Mapping[str, Any]) -> str:
-    ip = str(node["ip"])
-    return f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
-
-
 def node_url(node: Mapping[str, Any], part: int | str, path: str, query: str = "") -> URL:
+    """The node's URL on the replication network (replication ip and port,
+    falling back to the client-facing ones), as Swift's reaper talks to the
+    storage servers."""
+    ip = str(node.get("replication_ip") or node["ip"])
+    port = node.get("replication_port") or node["port"]
+    if ":" in ip and not ip.startswith("["):
+        ip = f"[{ip}]"
     quoted = quote(f"/{node['device']}/{part}{path}", safe="/")
-    return URL(f"http://{_host(node)}:{node['port']}{quoted}{query}", encoded=True)
+    return URL(f"http://{ip}:{port}{quoted}{query}", encoded=True)
 
 
 class AccountReaper(Daemon):

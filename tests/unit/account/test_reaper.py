@@ -46,8 +46,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_ring(path: Path, port: int) -> None:
-    """One partition, 2 replicas: replica i on device DEVICES[i] at ``port``."""
+def write_ring(path: Path, port: int, replication_port: int | None = None) -> None:
+    """One partition, 2 replicas: replica i on device DEVICES[i] at ``port``
+    (and ``replication_port`` on the replication network when given)."""
     devs: list[dict[str, Any] | None] = [
         {
             "id": i,
@@ -61,6 +62,10 @@ def write_ring(path: Path, port: int) -> None:
         }
         for i, dev in enumerate(DEVICES)
     ]
+    if replication_port is not None:
+        for dev in devs:
+            assert dev is not None
+            dev.update(replication_ip="127.0.0.1", replication_port=replication_port)
     rows = [array.array("H", [i]) for i in range(len(DEVICES))]
     RingData(rows, devs, 32).save(str(path))
 
@@ -357,6 +362,25 @@ async def test_unreachable_object_servers_leave_work_for_next_pass(servers: Clus
     assert stats.containers_remaining == 1
     assert await c.listing("AUTH_u", "c0") == [["o0", "o1"]] * 2
     assert any("has not been reaped since" in line for line in records.lines)
+
+
+async def test_requests_use_the_replication_network(servers: Cluster) -> None:
+    c = servers
+    await populate(c, "AUTH_r", containers=1, objects=2)
+    await c.delete_account("AUTH_r")
+    # The object servers' client-facing port leads nowhere; they are reached
+    # on the replication one. (The container ring keeps its real client port:
+    # X-Container-Host names it for the object servers' container updates.)
+    write_ring(c.swift_dir / "object.ring.gz", free_port(), c.ports["object"])
+    reaper = c.reaper()
+    try:
+        stats = await reaper.reap_pass()
+    finally:
+        await reaper.close()
+    assert (stats.containers_deleted, stats.objects_deleted) == (1, 2)
+    assert stats.objects_failures == stats.containers_failures == 0
+    assert await c.object_statuses("AUTH_r", "c0", "o1") == [404, 404]
+    assert c.account_containers("AUTH_r") == [[], []]
 
 
 async def test_main_once_end_to_end(servers: Cluster) -> None:
