@@ -474,3 +474,56 @@ async def test_reports_go_to_the_replication_network(
     assert stats.successes == 1
     assert all(len(f.requests) == 1 for f in fakes)
     await upd.close()
+
+
+async def test_report_matches_swifts_container_updater(
+    devices: Path,
+    swift_dir: Path,
+    tmp_path: Path,
+    fakes: list[FakeAccountServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Swift's ContainerUpdater, run on the same DB, sends the same report
+    and records the same reported values."""
+    swift_updater = pytest.importorskip("swift.container.updater")
+    import swift.common.utils
+
+    monkeypatch.setattr(swift.common.utils, "HASH_PATH_PREFIX", b"")
+    monkeypatch.setattr(swift.common.utils, "HASH_PATH_SUFFIX", b"endcap")
+    b = make_container(devices, "oracle", objects=3)
+    b.delete_object("o1", ts(40))
+    b.put_object("o2", ts(41), 1234, "text/plain", "etag")
+    b.get_info()  # fold the (swiftlite JSON) pending file in first
+    b.close()
+    keys = (
+        "X-Put-Timestamp",
+        "X-Delete-Timestamp",
+        "X-Object-Count",
+        "X-Bytes-Used",
+        "X-Account-Override-Deleted",
+        "X-Backend-Storage-Policy-Index",
+    )
+
+    def sent() -> list[tuple[str, str, dict[str, str]]]:
+        out = [
+            (f.requests[-1][0], f.requests[-1][1], {k: f.requests[-1][2][k] for k in keys})
+            for f in fakes
+        ]
+        for f in fakes:
+            f.requests.clear()
+        return out
+
+    theirs_upd = swift_updater.ContainerUpdater(
+        {"devices": str(devices), "mount_check": "false", "swift_dir": str(swift_dir)}
+    )
+    await asyncio.to_thread(theirs_upd.process_container, b.db_file)
+    theirs = sent()
+    theirs_reported = reported(b)
+    b.reported("0", "0", 0, 0)
+    b.close()
+    upd = make_updater(devices, swift_dir, tmp_path)
+    stats = await upd.update_pass()
+    assert stats.successes == 1
+    assert sent() == theirs
+    assert reported(b) == theirs_reported
+    await upd.close()
