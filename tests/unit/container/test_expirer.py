@@ -474,3 +474,33 @@ async def test_forever_mode_repeats_and_stops_on_sigterm(env: Env) -> None:
         _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert err.count(b"Begin object expiration pass") >= 1
+
+
+async def test_concurrency_caps_deletes_in_flight(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = int(time.time())
+    for i in range(12):
+        env.broker().put_object(
+            f"o{i}", Timestamp(now - 100).internal, 4, "text/plain", "etag", expires=now - 50
+        )
+    in_flight = 0
+    peak = 0
+    real = ObjectExpirer.expire_object
+
+    async def counting(self: ObjectExpirer, account: str, container: str, r: Any) -> str:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            return await real(self, account, container, r)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(ObjectExpirer, "expire_object", counting)
+    exp = env.expirer(concurrency=3)
+    stats = await exp.expire_pass()
+    assert stats.expired == 12
+    assert peak == 3
+    await exp.close()
