@@ -130,14 +130,20 @@ DAEMONS: tuple[DaemonSpec, ...] = (
                "ObjectAuditorConfig", None),
     DaemonSpec("object-updater", "swiftlite.object.updater", "swiftlite.object.daemon_config",
                "ObjectUpdaterConfig", None),
-    DaemonSpec("object-expirer", "swiftlite.object.expirer", "swiftlite.container.daemon_config",
-               "ObjectExpirerConfig", "container"),
+    DaemonSpec("object-expirer", "swiftlite.container.expirer",
+               "swiftlite.container.daemon_config", "ObjectExpirerConfig", "container"),
     DaemonSpec("container-updater", "swiftlite.container.updater",
                "swiftlite.container.daemon_config", "ContainerUpdaterConfig", None),
     DaemonSpec("container-replicator", "swiftlite.container.replicator",
                "swiftlite.container.replicator", "ContainerReplicatorConfig", "container"),
     DaemonSpec("account-replicator", "swiftlite.account.replicator",
                "swiftlite.account.replicator", "AccountReplicatorConfig", "account"),
+    DaemonSpec("container-auditor", "swiftlite.container.auditor", "swiftlite.db.auditor",
+               "ContainerAuditorConfig", None),
+    DaemonSpec("account-auditor", "swiftlite.account.auditor", "swiftlite.db.auditor",
+               "AccountAuditorConfig", None),
+    DaemonSpec("account-reaper", "swiftlite.account.reaper", "swiftlite.account.daemon_config",
+               "AccountReaperConfig", "account"),
 )
 
 
