@@ -327,7 +327,7 @@ class FakeTime:
 
 async def test_processes_split_containers_once(env: Env) -> None:
     now = int(time.time())
-    names = [f"cont{i}" for i in range(24)]
+    names = [f"cont{i}" for i in range(12)]
     for name in names:
         env.broker(name).put_object(
             "o", Timestamp(now - 100).internal, 4, "text/plain", "etag", expires=now - 50
