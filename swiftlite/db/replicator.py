@@ -99,6 +99,10 @@ class DBJob:
 class SyncFailed(Exception):
     """A peer answered something other than success; the DB is not in sync there."""
 
+    def __init__(self, op: str, status: int) -> None:
+        super().__init__(f"{op} answered {status}")
+        self.status = status
+
 
 class DBReplicator(Daemon):
     """Subclasses set the broker class, datadir and server type."""
@@ -224,6 +228,7 @@ class DBReplicator(Daemon):
     def _prepare(self, job: DBJob) -> tuple[dict[str, Any] | None, bool]:
         """(replication info, reclaimable); reclaims old tombstone rows on the way."""
         now = time.time()
+        _unlink_old_tmp(os.path.dirname(job.db_file), now - self.conf.reclaim_age)
         with self._broker(job) as broker:
             broker.reclaim(now - self.conf.reclaim_age, now - 2 * self.conf.reclaim_age)
             info = broker.get_replication_info()
@@ -269,27 +274,42 @@ class DBReplicator(Daemon):
         results = await asyncio.gather(
             *(self._repl_to_node(job, node, info) for node in targets), return_exceptions=True
         )
-        ok = 0
-        for node, res in zip(targets, results, strict=True):
-            if res is True:
-                ok += 1
-                self.stats.success += 1
-            else:
-                self.stats.failure += 1
-                if isinstance(res, BaseException):
-                    self.logger.warning(
-                        "ERROR syncing %s with %s:%s/%s: %s",
-                        job.db_file,
-                        node.get("replication_ip") or node.get("ip"),
-                        node.get("replication_port") or node.get("port"),
-                        node["device"],
-                        res,
-                    )
+        ok = self._count(job, targets, results)
+        unmounted = sum(1 for res in results if isinstance(res, SyncFailed) and res.status == 507)
+        if is_primary and unmounted:
+            # A primary's disk is out: keep one more copy on a handoff meanwhile
+            # (as Swift); that copy drains home once the disk is back.
+            held = {n["id"] for n in primaries}
+            extra = [n for n in ring.get_more_nodes(job.partition) if n["id"] not in held]
+            extra = [n for n in extra if n["id"] != job.local_dev["id"]][:unmounted]
+            more = await asyncio.gather(
+                *(self._repl_to_node(job, node, info) for node in extra), return_exceptions=True
+            )
+            self._count(job, extra, more)
         if not is_primary and targets and ok == len(targets):
             table = self.broker_class.db_contains_type
             if await self._run(job, _remove_handoff, job.db_file, int(info["max_row"]), table):
                 self.stats.remove += 1
                 self.logger.info("Removed handoff %s: every primary has it", job.db_file)
+
+    def _count(self, job: DBJob, nodes: list[Node], results: list[Any]) -> int:
+        ok = 0
+        for node, res in zip(nodes, results, strict=True):
+            if res is True:
+                ok += 1
+                self.stats.success += 1
+                continue
+            self.stats.failure += 1
+            if isinstance(res, BaseException):
+                self.logger.warning(
+                    "ERROR syncing %s with %s:%s/%s: %s",
+                    job.db_file,
+                    node.get("replication_ip") or node.get("ip"),
+                    node.get("replication_port") or node.get("port"),
+                    node["device"],
+                    res,
+                )
+        return ok
 
     # -- talking to one peer -------------------------------------------------
 
@@ -308,7 +328,7 @@ class DBReplicator(Daemon):
         if status == 404:
             return await self._put_db(job, node, info)
         if status // 100 != 2:
-            raise SyncFailed(f"sync answered {status}")
+            raise SyncFailed("sync", status)
         rinfo = json.loads(body)
         local_sync = await self._run(job, self._merge_remote_info, job, rinfo)
         if max(int(rinfo["point"]), local_sync) >= int(info["max_row"]):
@@ -355,7 +375,7 @@ class DBReplicator(Daemon):
                 break
             status, _ = await self.rpc(node, job, ["merge_items", rows, info["id"]])
             if status // 100 != 2:
-                raise SyncFailed(f"merge_items answered {status}")
+                raise SyncFailed("merge_items", status)
             self.stats.remote_merge += 1
             point = int(rows[-1]["ROWID"])
             if len(rows) < self.conf.per_diff:
@@ -369,7 +389,7 @@ class DBReplicator(Daemon):
         syncs = await self._run(job, self._incoming_syncs, job)
         status, _ = await self.rpc(node, job, ["merge_syncs", syncs])
         if status // 100 != 2:
-            raise SyncFailed(f"merge_syncs answered {status}")
+            raise SyncFailed("merge_syncs", status)
         return True
 
     async def _put_db(self, job: DBJob, node: Node, info: dict[str, Any]) -> bool:
@@ -384,7 +404,7 @@ class DBReplicator(Daemon):
         if status == 201:
             self.stats.rsync += 1
             return True
-        raise SyncFailed(f"put_db answered {status}")
+        raise SyncFailed("put_db", status)
 
     # -- transport (tests replace these two) ---------------------------------
 
@@ -441,8 +461,13 @@ class DBReplicator(Daemon):
             "Content-Length": str(size),
             "Content-Type": "application/octet-stream",
         }
+        # The peer answers after fsyncing and checking the whole file: allow
+        # for that beyond node_timeout (a second per MiB).
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self.conf.conn_timeout, sock_read=self.conf.node_timeout + size / 2**20
+        )
         async with session.request(
-            "REPLICATE", self._url(node, job), data=chunks(), headers=headers
+            "REPLICATE", self._url(node, job), data=chunks(), headers=headers, timeout=timeout
         ) as resp:
             await resp.read()
             return resp.status
@@ -469,6 +494,18 @@ def _snapshot(db_file: str, tmp_path: str) -> int:
     finally:
         src.close()
     return os.path.getsize(tmp_path)
+
+
+def _unlink_old_tmp(db_dir: str, cutoff: float) -> None:
+    """Temp files of creations or uploads that died half-way (Swift's
+    _reclaim_tmp_dbs): only long-dead ones, a live one is seconds old."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(db_dir):
+            if name.endswith(".tmp"):
+                path = os.path.join(db_dir, name)
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
 
 
 def _unlink_quiet(path: str) -> None:

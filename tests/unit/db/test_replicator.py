@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -189,3 +190,54 @@ async def test_server_routes_replicate_without_shadowing_other_verbs(
             assert r.status == 404  # the normal handler, not the REPLICATE route
         async with session.request("OPTIONS", f"{base}/sda/0/a/c") as r:
             assert r.status == 200
+
+
+async def test_unmounted_primary_gets_a_handoff_copy_instead(
+    make_nodes: Factory, tmp_path: Path
+) -> None:
+    nodes = await make_nodes("container", count=4, primaries=3)
+    with nodes[0].create() as broker:
+        add_rows(broker, ["o1"], 1)
+    os.rename(
+        os.path.join(nodes[2].devices, nodes[2].device),
+        os.path.join(nodes[2].devices, "unplugged"),
+    )
+    rep = await run(nodes[0], tmp_path)
+    assert rep.stats.success == 2 and rep.stats.failure == 1
+    assert names_in(nodes[1]) == ["o1"] and names_in(nodes[3]) == ["o1"]
+    # The disk comes back: the handoff drains home and goes away.
+    os.rename(
+        os.path.join(nodes[2].devices, "unplugged"),
+        os.path.join(nodes[2].devices, nodes[2].device),
+    )
+    rep = await run(nodes[3], tmp_path)
+    assert rep.stats.remove == 1 and not nodes[3].exists()
+    assert names_in(nodes[2]) == ["o1"]
+
+
+async def test_forever_mode_passes_until_stopped_and_old_temp_files_go(
+    make_nodes: Factory, tmp_path: Path
+) -> None:
+    a, b = await make_nodes("account", count=2, primaries=2)
+    with a.create() as broker:
+        add_rows(broker, ["c1"], 1)
+    db_dir = os.path.dirname(a.db_file())
+    old, new = os.path.join(db_dir, "old.tmp"), os.path.join(db_dir, "new.tmp")
+    for path in (old, new):
+        with open(path, "wb") as fp:
+            fp.write(b"half")
+    os.utime(old, (time.time() - 30 * 86400,) * 2)
+    rep = a.replicator(str(tmp_path), interval=0.01)
+    stats_file = tmp_path / "recon0" / "account-replicator.json"
+    task = asyncio.create_task(rep.run_forever())
+    try:
+        for _ in range(1000):
+            if b.exists() and stats_file.exists():
+                break
+            await asyncio.sleep(0.01)
+        rep.stopping.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        rep.close()
+    assert names_in(b) == ["c1"]
+    assert not os.path.exists(old) and os.path.exists(new)
