@@ -203,6 +203,27 @@ def _proxy_roundtrip(run: Saio) -> None:
     assert status == 200 and got == b"hello"
     status, _, _ = request(port, "GET", f"{path}/saio-c/o")
     assert status == 401
+    _swiftclient_roundtrip(port)
+
+
+def _swiftclient_roundtrip(port: int) -> None:
+    """What a new user does first: python-swiftclient with the printed credentials."""
+    from swiftclient import client as swift
+
+    url, token = swift.get_auth(f"http://127.0.0.1:{port}/auth/v1.0", "test2:tester2", "testing2")
+    swift.put_container(url, token, "photos")
+    for name in ("2024/a.jpg", "2024/b.jpg", "2025/c.jpg", "top.txt"):
+        swift.put_object(url, token, "photos", name, contents=name.encode())
+    _, listing = swift.get_container(url, token, "photos", prefix="2024/")
+    assert [o["name"] for o in listing] == ["2024/a.jpg", "2024/b.jpg"]
+    _, listing = swift.get_container(url, token, "photos", delimiter="/")
+    assert [o.get("subdir", o.get("name")) for o in listing] == ["2024/", "2025/", "top.txt"]
+    _, body = swift.get_object(url, token, "photos", "2025/c.jpg")
+    assert body == b"2025/c.jpg"
+    swift.delete_object(url, token, "photos", "top.txt")
+    with pytest.raises(swift.ClientException) as err:
+        swift.get_object(url, token, "photos", "top.txt")
+    assert err.value.http_status == 404
 
 
 def test_saio_starts_serves_and_stops(saio_run: Saio) -> None:
