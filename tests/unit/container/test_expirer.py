@@ -79,7 +79,10 @@ def write_ring(path: Path, port: int, devices: tuple[str, ...] = DEVS) -> None:
 def cluster() -> ClusterConfig:
     return ClusterConfig(
         hash_path_suffix="endcap",
-        policies=[StoragePolicy(index=0, name="gold", default=True)],
+        policies=[
+            StoragePolicy(index=0, name="gold", default=True),
+            StoragePolicy(index=1, name="silver"),
+        ],
     )
 
 
@@ -103,7 +106,12 @@ class Env:
         return b
 
     async def put(
-        self, name: str, put_ts: float, delete_at: int | None, container: str = "c"
+        self,
+        name: str,
+        put_ts: float,
+        delete_at: int | None,
+        container: str = "c",
+        policy: int = 0,
     ) -> None:
         """The object on every object device, and its row in the container DB."""
         for dev in DEVS:
@@ -111,6 +119,7 @@ class Env:
                 "X-Timestamp": Timestamp(put_ts).internal,
                 "Content-Type": "text/plain",
                 "Content-Length": "4",
+                "X-Backend-Storage-Policy-Index": str(policy),
             }
             if delete_at is not None:
                 headers["X-Delete-At"] = str(delete_at)
@@ -121,7 +130,13 @@ class Env:
             ) as resp:
                 assert resp.status == 201, await resp.text()
         self.broker(container).put_object(
-            name, Timestamp(put_ts).internal, 4, "text/plain", "etag", expires=delete_at
+            name,
+            Timestamp(put_ts).internal,
+            4,
+            "text/plain",
+            "etag",
+            storage_policy_index=policy,
+            expires=delete_at,
         )
 
     def files(self, name: str, container: str = "c") -> list[str]:
@@ -187,6 +202,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     await obj.start_server()
     assert obj.port is not None
     write_ring(tmp_path / "etc" / "object.ring.gz", obj.port)
+    write_ring(tmp_path / "etc" / "object-1.ring.gz", obj.port)
     write_ring(tmp_path / "etc" / "container.ring.gz", cont.port)
     e = Env(tmp_path, obj.port, cont)
     try:
@@ -503,4 +519,21 @@ async def test_concurrency_caps_deletes_in_flight(
     stats = await exp.expire_pass()
     assert stats.expired == 12
     assert peak == 3
+    await exp.close()
+
+
+async def test_policy_of_the_row_picks_ring_and_policy(env: Env) -> None:
+    now = int(time.time())
+    await env.put("silver", now - 100, now - 50, policy=1)
+    exp = env.expirer()
+    stats = await exp.expire_pass()
+    assert stats.expired == 1
+    tomb = Timestamp(now - 50).internal + ".ts"
+    assert env.files("silver") == [tomb] * 3
+    assert all(
+        p.parent.parent.parent.parent.name == "objects-1"
+        for dev in DEVS
+        for p in (env.obj_devices / dev).rglob(tomb)
+    )
+    assert row(env.broker(), "silver")[1] == 1
     await exp.close()
