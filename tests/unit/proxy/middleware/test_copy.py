@@ -435,3 +435,23 @@ def test_settings() -> None:
         copy_mw.factory({"source_buffer_bytes": "lots"}, ctx)
     with pytest.raises(ConfigError):
         copy_mw.factory({"source_buffer_bytes": 0}, ctx)
+
+
+async def test_streamed_source_error_is_relayed(build: Build) -> None:
+    """A source answer other than a success that was streamed (a 304 to the
+    client's If-None-Match, sent on to the source) is the copy's answer."""
+    calls: list[str] = []
+
+    async def inner(request: web.Request) -> web.StreamResponse:
+        calls.append(request.method)
+        out = web.StreamResponse(status=304, headers={"Etag": '"abc"'})
+        await out.prepare(request)
+        await out.write_eof()
+        return out
+
+    client, _ctx = await build(["copy"], inner)
+    resp = await client.request("PUT", "/v1/a/c/o2",
+                                headers={"X-Copy-From": "c/o", "If-None-Match": '"abc"'})
+    assert resp.status == 304
+    assert resp.headers["Etag"] == '"abc"'
+    assert calls == ["GET"]
