@@ -478,7 +478,19 @@ class AccountReaper(Daemon):
                 async with slots:
                     await self.reap_object(account, container, part, nodes, name, policy, stats)
 
-            await asyncio.gather(*(one(str(o["name"])) for o in objects))
+            page_results = await asyncio.gather(
+                *(one(str(o["name"])) for o in objects), return_exceptions=True
+            )
+            for res in page_results:
+                if isinstance(res, Exception):
+                    # One object's trouble must not stop the others.
+                    self.logger.error(
+                        "Exception with objects for container %s for account %s: %r",
+                        container,
+                        account,
+                        res,
+                    )
+                    stats.errors += 1
             marker = str(objects[-1]["name"])
         timestamp = Timestamp.now().internal
         anodes = list(account_nodes)
