@@ -241,3 +241,23 @@ async def test_forever_mode_passes_until_stopped_and_old_temp_files_go(
         rep.close()
     assert names_in(b) == ["c1"]
     assert not os.path.exists(old) and os.path.exists(new)
+
+
+async def test_whole_copy_of_a_db_larger_than_the_request_size_limit(
+    make_nodes: Factory, tmp_path: Path
+) -> None:
+    a, b = await make_nodes("container", count=2, primaries=2)
+    with a.create() as broker:
+        assert isinstance(broker, ContainerBroker)
+        broker.put_records(
+            [
+                broker.make_record(f"obj-{i:05d}-" + "x" * 200, ts(1), i, "text/plain", "e")
+                for i in range(6000)
+            ]
+        )
+        broker.get_info()  # flush the pending file
+    assert os.path.getsize(a.db_file()) > 2 * 1024**2  # over client_max_size (1 MiB)
+    rep = await run(a, tmp_path)
+    assert rep.stats.rsync == 1 and rep.stats.failure == 0
+    assert info_of(b)["hash"] == info_of(a)["hash"]
+    assert len(names_in(b)) == 6000
