@@ -261,3 +261,22 @@ async def test_whole_copy_of_a_db_larger_than_the_request_size_limit(
     assert rep.stats.rsync == 1 and rep.stats.failure == 0
     assert info_of(b)["hash"] == info_of(a)["hash"]
     assert len(names_in(b)) == 6000
+
+
+def test_handoff_not_removed_when_a_row_arrived_after_the_offer(tmp_path: Path) -> None:
+    from swiftlite.db.replicator import _remove_handoff
+
+    db_dir = tmp_path / "sda" / "containers" / "0" / HASH[-3:] / HASH
+    broker = ContainerBroker(str(db_dir / f"{HASH}.db"), account="a", container="c")
+    broker.initialize(ts(0), storage_policy_index=0)
+    broker.put_object("o1", ts(1), 1, "text/plain", "e")
+    offered = broker.get_replication_info()["max_row"]
+    broker.put_object("o2", ts(2), 1, "text/plain", "e")  # still in the pending file
+    assert not _remove_handoff(broker.db_file, offered, "object")
+    broker.get_info()  # now merged: a higher ROWID than offered
+    assert not _remove_handoff(broker.db_file, offered, "object")
+    broker.close()
+    assert db_dir.is_dir()
+    assert _remove_handoff(broker.db_file, offered + 1, "object")
+    assert not db_dir.exists()
+    assert os.listdir(db_dir.parent) == []
