@@ -217,6 +217,8 @@ def run(data_dir: str, port: int | None, out: TextIO = sys.stdout) -> int:
     status = 0
     try:
         try:
+            out.write(f"swiftlite saio: starting {len(specs)} daemons from {layout.etc_dir}\n")
+            out.flush()
             for spec in specs:
                 children.append(start_daemon(spec, layout))
             if not wait_ready(children, out):

@@ -284,3 +284,24 @@ def test_sigint_stops_too(tmp_path: Path) -> None:
     finally:
         assert run.stop(signal.SIGINT) == 0
     assert pids_using(run.data_dir) == []
+
+
+def test_daemon_failing_at_start_stops_the_rest(tmp_path: Path) -> None:
+    """The proxy's port is taken: saio shows the proxy's log, stops every
+    other daemon and exits non-zero."""
+    pytest.importorskip("swiftlite.proxy.server")
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        run = Saio(str(tmp_path / "saio"), port)
+        try:
+            status = run.proc.wait(READY_LIMIT)
+        finally:
+            run.stop()
+        text = run.text() + "".join(run.rest or [])
+    assert status == 1, text
+    assert "proxy-server exited at start-up" in text
+    assert "proxy-server.log" in text
+    assert "Ready." not in text
+    assert pids_using(run.data_dir) == []
