@@ -337,9 +337,8 @@ class AccountReaper(Daemon):
         for part in parts:
             if self.stopping.is_set():
                 return
-            if int(part) >= account_ring.partition_count:
-                # Left over from a ring with more partitions: not ours to judge.
-                continue
+            # A partition the ring does not have (left from a larger part
+            # power) has no primaries, so it is never ours.
             nodes = account_ring.get_part_nodes(int(part))
             shard = self.local_shard(device, nodes)
             if shard is None:
