@@ -305,3 +305,22 @@ def test_daemon_failing_at_start_stops_the_rest(tmp_path: Path) -> None:
     assert "proxy-server.log" in text
     assert "Ready." not in text
     assert pids_using(run.data_dir) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_killed_saio_leaves_no_daemon(tmp_path: Path) -> None:
+    """Even a SIGKILLed saio (no chance to clean up) takes its daemons along."""
+    run = Saio(str(tmp_path / "saio"), free_port())
+    try:
+        run.wait_ready()
+        ports = [i["port"] for i in run.daemons.values() if i["port"] is not None]
+        run.proc.kill()
+        run.proc.wait()
+        deadline = time.monotonic() + STOP_LIMIT
+        while pids_using(run.data_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pids_using(run.data_dir) == []
+        for port in ports:
+            assert not listening(port), port
+    finally:
+        run.stop()
