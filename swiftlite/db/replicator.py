@@ -330,7 +330,7 @@ class DBReplicator(Daemon):
         if status // 100 != 2:
             raise SyncFailed("sync", status)
         rinfo = json.loads(body)
-        local_sync = await self._run(job, self._merge_remote_info, job, rinfo)
+        local_sync = await self._run(job, self._merge_remote_info, job, rinfo, info)
         if max(int(rinfo["point"]), local_sync) >= int(info["max_row"]):
             self.stats.no_change += 1
             return True
@@ -340,15 +340,15 @@ class DBReplicator(Daemon):
             return True
         return await self._usync(job, node, info, rinfo, max(int(rinfo["point"]), local_sync))
 
-    def _merge_remote_info(self, job: DBJob, rinfo: dict[str, Any]) -> int:
+    def _merge_remote_info(self, job: DBJob, rinfo: dict[str, Any], info: dict[str, Any]) -> int:
         """Take the peer's metadata and timestamps (both ways, as Swift); our
         outgoing sync point for it."""
+        keys = ("created_at", "put_timestamp", "delete_timestamp")
         with self._broker(job) as broker:
-            if rinfo.get("metadata"):
+            if rinfo.get("metadata") and rinfo["metadata"] != info["metadata"]:
                 broker.update_metadata(json.loads(rinfo["metadata"]))
-            broker.merge_timestamps(
-                rinfo["created_at"], rinfo["put_timestamp"], rinfo["delete_timestamp"]
-            )
+            if any(rinfo[k] != info[k] for k in keys):
+                broker.merge_timestamps(*(rinfo[k] for k in keys))
             return broker.get_sync(rinfo["id"], incoming=False)
 
     def _set_outgoing(self, job: DBJob, remote_id: str, point: int) -> None:

@@ -82,7 +82,10 @@ async def test_newest_row_wins_and_deletes_replicate(make_nodes: Factory, tmp_pa
     with b.create() as broker:
         broker.put_object("o", ts(1), 1, "text/plain", "old")
         broker.delete_object("gone", ts(6))
+        broker.update_put_timestamp(ts(9))
     await run(a, tmp_path)
+    # Timestamps flow back to the sender too (a learnt b's newer put).
+    assert info_of(a)["put_timestamp"] == ts(9)
     await run(b, tmp_path)
     for node in (a, b):
         with node.broker() as broker:
