@@ -64,6 +64,9 @@ def local_ips(bind_ip: str) -> set[str]:
     return ips
 
 
+SNAPSHOT_SUFFIX = ".db-copy"
+
+
 @dataclasses.dataclass
 class ReplStats:
     """Swift's replication_stats names; written after each pass."""
@@ -146,6 +149,8 @@ class DBReplicator(Daemon):
 
     def _find_dbs(self, device: str, local_dev: Node) -> list[DBJob]:
         root = self.devices.check(device)
+        # Snapshots left by a pass that died mid-upload (a live one is recent).
+        _unlink_old_files(os.path.join(root, "tmp"), SNAPSHOT_SUFFIX, time.time() - 3600)
         jobs: list[DBJob] = []
         datadir = os.path.join(root, self.datadir)
         try:
@@ -228,7 +233,7 @@ class DBReplicator(Daemon):
     def _prepare(self, job: DBJob) -> tuple[dict[str, Any] | None, bool]:
         """(replication info, reclaimable); reclaims old tombstone rows on the way."""
         now = time.time()
-        _unlink_old_tmp(os.path.dirname(job.db_file), now - self.conf.reclaim_age)
+        _unlink_old_files(os.path.dirname(job.db_file), ".tmp", now - self.conf.reclaim_age)
         with self._broker(job) as broker:
             broker.reclaim(now - self.conf.reclaim_age, now - 2 * self.conf.reclaim_age)
             info = broker.get_replication_info()
@@ -395,7 +400,7 @@ class DBReplicator(Daemon):
     async def _put_db(self, job: DBJob, node: Node, info: dict[str, Any]) -> bool:
         """The peer has no such DB: upload a consistent copy of ours."""
         tmp_dir = os.path.join(self.conf.devices, job.device, "tmp")
-        tmp_path = os.path.join(tmp_dir, f"{uuid.uuid4().hex}.db-copy")
+        tmp_path = os.path.join(tmp_dir, uuid.uuid4().hex + SNAPSHOT_SUFFIX)
         try:
             size = await self._run(job, _snapshot, job.db_file, tmp_path)
             status = await self.upload(node, job, tmp_path, size, info["id"])
@@ -496,13 +501,13 @@ def _snapshot(db_file: str, tmp_path: str) -> int:
     return os.path.getsize(tmp_path)
 
 
-def _unlink_old_tmp(db_dir: str, cutoff: float) -> None:
-    """Temp files of creations or uploads that died half-way (Swift's
-    _reclaim_tmp_dbs): only long-dead ones, a live one is seconds old."""
+def _unlink_old_files(directory: str, suffix: str, cutoff: float) -> None:
+    """Temp files of creations, uploads or snapshots that died half-way
+    (Swift's _reclaim_tmp_dbs): only long-dead ones, a live one is recent."""
     with contextlib.suppress(OSError):
-        for name in os.listdir(db_dir):
-            if name.endswith(".tmp"):
-                path = os.path.join(db_dir, name)
+        for name in os.listdir(directory):
+            if name.endswith(suffix):
+                path = os.path.join(directory, name)
                 with contextlib.suppress(OSError):
                     if os.stat(path).st_mtime < cutoff:
                         os.unlink(path)

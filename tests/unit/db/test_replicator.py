@@ -229,7 +229,13 @@ async def test_forever_mode_passes_until_stopped_and_old_temp_files_go(
     for path in (old, new):
         with open(path, "wb") as fp:
             fp.write(b"half")
-    os.utime(old, (time.time() - 30 * 86400,) * 2)
+    dev_tmp = os.path.join(a.devices, a.device, "tmp")
+    os.makedirs(dev_tmp)
+    stale_copy = os.path.join(dev_tmp, "dead.db-copy")
+    with open(stale_copy, "wb") as fp:
+        fp.write(b"snapshot of a pass that died")
+    for path in (old, stale_copy):
+        os.utime(path, (time.time() - 30 * 86400,) * 2)
     rep = a.replicator(str(tmp_path), interval=0.01)
     stats_file = tmp_path / "recon0" / "account-replicator.json"
     task = asyncio.create_task(rep.run_forever())
@@ -244,6 +250,7 @@ async def test_forever_mode_passes_until_stopped_and_old_temp_files_go(
         rep.close()
     assert names_in(b) == ["c1"]
     assert not os.path.exists(old) and os.path.exists(new)
+    assert os.listdir(dev_tmp) == []  # the stale snapshot, and this pass's own
 
 
 async def test_whole_copy_of_a_db_larger_than_the_request_size_limit(
