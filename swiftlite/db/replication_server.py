@@ -19,7 +19,8 @@ upload instead of rsync for a whole-DB copy (see docs/db-replication.md):
 
 Both servers route the verb here (:func:`add_replicate_route`); every disk
 step runs on the device's own threads at replication priority, inside a
-replication slot of the device, so client requests keep precedence.
+replication slot of the device (at most half the device's slots), so client
+requests keep precedence.
 """
 
 from __future__ import annotations
@@ -167,8 +168,12 @@ class ReplicationRpc:
         datadir: str,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         broker_kwargs: dict[str, Any] | None = None,
+        max_sessions: int | None = None,
     ) -> None:
         self.devices = devices
+        # REPLICATE requests in flight per device: at most half the device's
+        # slots by default, so replicators never starve client requests.
+        self.max_sessions = max_sessions or max(1, devices.disk_limit // 2)
         self.broker_class = broker_class
         self.datadir = datadir
         self.logger = logger or logging.getLogger("swiftlite.db.replication")
@@ -188,7 +193,7 @@ class ReplicationRpc:
         if not partition.isdigit() or not _HASH_RE.match(name_hash):
             return web.Response(status=400, text="Invalid path")
         try:
-            async with self.devices.slot(device, kind="replication"):
+            async with self.devices.slot(device, kind="replication", limit=self.max_sessions):
                 root = await self.devices.acheck(device, priority="replication")
                 db_file = db_file_for(root, self.datadir, partition, name_hash)
                 if request.headers.get(OP_HEADER) == "put_db":

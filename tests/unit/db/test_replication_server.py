@@ -171,3 +171,28 @@ class _Payload:
     async def read(self, n: int = -1) -> bytes:
         out, self.body = (self.body, b"") if n < 0 else (self.body[:n], self.body[n:])
         return out
+
+
+async def test_replication_sessions_capped_per_device(tmp_path: Path) -> None:
+    (tmp_path / "sda").mkdir()
+    dm = DeviceManager(str(tmp_path), mount_check=False, disk_limit=4)
+    rpc = ReplicationRpc(dm, ContainerBroker, "containers")
+    assert rpc.max_sessions == 2
+    body = json.dumps(["sync", 1, "h", "id", ts(0), ts(0), "0", ""]).encode()
+
+    async def call() -> int:
+        req = make_mocked_request(
+            "REPLICATE",
+            f"/sda/0/{HASH}",
+            match_info={"device": "sda", "partition": "0", "hash": HASH},
+            payload=_Payload(body),
+        )
+        return (await rpc.handle(req)).status
+
+    try:
+        async with dm.slot("sda", kind="replication"), dm.slot("sda", kind="replication"):
+            assert await call() == 503  # two sessions already: refused at once
+        async with dm.slot("sda", kind="read"), dm.slot("sda", kind="read"):
+            assert await call() == 404  # client requests do not count against the cap
+    finally:
+        dm.close()
