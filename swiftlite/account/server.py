@@ -38,7 +38,7 @@ from swiftlite.common.devices import (
     DeviceUnavailable,
 )
 from swiftlite.common.hashing import name_hash, storage_directory
-from swiftlite.common.http import split_path, swift_response
+from swiftlite.common.http import add_healthcheck_route, split_path, swift_response
 from swiftlite.common.logs import generate_trans_id, get_logger, set_txn_id
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.db.exceptions import (
@@ -514,6 +514,7 @@ def make_app(conf: AccountServerConfig, cluster: ClusterConfig | None = None) ->
     add_replicate_route(
         app, ReplicationRpc(server.devices, AccountBroker, DATADIR, server.logger)
     )
+    add_healthcheck_route(app)
     app.router.add_route("*", "/{tail:.*}", server.handle)
 
     async def on_cleanup(_app: web.Application) -> None:

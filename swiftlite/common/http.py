@@ -159,6 +159,17 @@ def swift_response(
     return web.Response(status=status, reason=reason, body=payload, headers=hdrs)
 
 
+async def _healthcheck(request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
+def add_healthcheck_route(app: web.Application) -> None:
+    """``GET /healthcheck`` answering ``200 OK``, as Swift's healthcheck
+    middleware does in every server's pipeline (load balancers and saio poll
+    it). Add it before a catch-all route."""
+    app.router.add_get("/healthcheck", _healthcheck)
+
+
 def is_valid_partition(value: str) -> bool:
     return value.isascii() and value.isdigit() and len(value) < 11
 
@@ -170,6 +181,7 @@ def header_true(headers: Mapping[str, str], name: str) -> bool:
 
 __all__ = [
     "RESPONSE_REASONS",
+    "add_healthcheck_route",
     "default_body",
     "header_true",
     "is_valid_partition",

@@ -28,7 +28,7 @@ from swiftlite.common.config import ClusterConfig, config_true_value, load_clust
 from swiftlite.common.constraints import check_utf8
 from swiftlite.common.daemon import reexec_with_python_parser, server_main
 from swiftlite.common.devices import DeviceBusy, DeviceError, DeviceManager
-from swiftlite.common.http import split_path, swift_response
+from swiftlite.common.http import add_healthcheck_route, split_path, swift_response
 from swiftlite.common.logs import get_logger, set_txn_id
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.container.account_update import (
@@ -594,6 +594,7 @@ def make_app(conf: ContainerServerConfig, cluster: ClusterConfig | None = None) 
     add_replicate_route(
         app, ReplicationRpc(server.devices, ContainerBroker, CONTAINER_DATADIR, server.logger)
     )
+    add_healthcheck_route(app)
     app.router.add_route("*", "/{tail:.*}", server.handle)
 
     async def on_cleanup(_app: web.Application) -> None:
