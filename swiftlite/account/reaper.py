@@ -66,12 +66,12 @@ from swiftlite.account.daemon_config import AccountReaperConfig
 from swiftlite.common.config import ClusterConfig, DaemonConfig, load_cluster_config
 from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
+from swiftlite.common.ips import local_ips
 from swiftlite.common.logs import set_txn_id
+from swiftlite.common.recon import dump_recon
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.db.auditor import partition_dbs, partitions
 from swiftlite.db.exceptions import DatabaseQuarantined, LockTimeout
-from swiftlite.object.auditor_state import dump_recon
-from swiftlite.object.replicator import local_ips
 from swiftlite.ring.ring import Node, Ring
 
 DATADIR = "accounts"
@@ -320,11 +320,11 @@ class AccountReaper(Daemon):
             await asyncio.to_thread(
                 dump_recon,
                 self.rconf.recon_cache_path,
+                RECON_FILE,
                 {
                     "account_reaper_pass_completed": elapsed,
                     "account_reaper_stats": {**total.as_dict(), "start_time": start_wall},
                 },
-                RECON_FILE,
             )
         except OSError as exc:
             self.logger.error("cannot write recon cache %s: %s", self.rconf.recon_cache_path, exc)

@@ -56,7 +56,10 @@ from swiftlite.common.config import ClusterConfig, DaemonConfig, load_cluster_co
 from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
 from swiftlite.common.hashing import hash_path_digest
+from swiftlite.common.ips import local_ips
 from swiftlite.common.logs import set_txn_id
+from swiftlite.common.ratelimit import RateLimiter
+from swiftlite.common.recon import RECON_OBJECT_FILE, dump_recon
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.container import expirer_rows as rows_db
 from swiftlite.container import updater_support as support
@@ -170,7 +173,7 @@ class ObjectExpirer(Daemon):
             self.logger.error("ERROR cannot load the rings: %s", exc)
             return False
         if self.ips is None:
-            self.ips = await asyncio.to_thread(support.local_ips, self.econf.bind_ip)
+            self.ips = await asyncio.to_thread(local_ips, self.econf.bind_ip)
         return True
 
     def session(self) -> aiohttp.ClientSession:
@@ -231,7 +234,7 @@ class ObjectExpirer(Daemon):
         if not await self.load_rings():
             return total
         names = list(devices) if devices is not None else await self.list_devices()
-        limiter = support.RateLimiter(self.econf.tasks_per_second, self.clock, self.sleep)
+        limiter = RateLimiter(self.econf.tasks_per_second, self.clock, self.sleep, burst=1.0)
         # ``concurrency`` deletes in flight over the whole pass; devices are
         # walked side by side so a stalled disk holds up only its own DBs.
         slots = asyncio.Semaphore(self.econf.concurrency)
@@ -242,9 +245,9 @@ class ObjectExpirer(Daemon):
         )
         try:
             await asyncio.to_thread(
-                support.dump_recon,
+                dump_recon,
                 self.econf.recon_cache_path,
-                support.RECON_OBJECT_FILE,
+                RECON_OBJECT_FILE,
                 {
                     "object_expiration_pass": elapsed,
                     "expired_last_pass": total.expired,
@@ -258,7 +261,7 @@ class ObjectExpirer(Daemon):
     async def expire_device(
         self,
         device: str,
-        limiter: support.RateLimiter,
+        limiter: RateLimiter,
         slots: asyncio.Semaphore,
         stats: ExpirerStats,
     ) -> None:
@@ -299,7 +302,7 @@ class ObjectExpirer(Daemon):
         device: str,
         partition: str,
         db_file: str,
-        limiter: support.RateLimiter,
+        limiter: RateLimiter,
         slots: asyncio.Semaphore,
         stats: ExpirerStats,
     ) -> None:

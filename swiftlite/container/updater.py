@@ -43,6 +43,8 @@ from swiftlite.common.config import ClusterConfig, DaemonConfig, load_cluster_co
 from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
 from swiftlite.common.logs import set_txn_id
+from swiftlite.common.ratelimit import RateLimiter
+from swiftlite.common.recon import RECON_CONTAINER_FILE, dump_recon
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.container import updater_support as support
 from swiftlite.container.backend import ContainerBroker
@@ -226,9 +228,9 @@ class ContainerUpdater(Daemon):
         self.logger.info("Container update sweep completed: %.02fs, %s", elapsed, total)
         try:
             await asyncio.to_thread(
-                support.dump_recon,
+                dump_recon,
                 self.uconf.recon_cache_path,
-                support.RECON_CONTAINER_FILE,
+                RECON_CONTAINER_FILE,
                 {
                     "container_updater_sweep": elapsed,
                     "container_updater_stats": {**total.as_dict(), "start_time": start_wall},
@@ -254,7 +256,7 @@ class ContainerUpdater(Daemon):
             stats.errors += 1
             return stats
         begin = self.clock()
-        limiter = support.RateLimiter(self.uconf.containers_per_second, self.clock, self.sleep)
+        limiter = RateLimiter(self.uconf.containers_per_second, self.clock, self.sleep, burst=1.0)
         for part in parts:
             if self.stopping.is_set():
                 break

@@ -44,9 +44,10 @@ from typing import Any
 from swiftlite.common.config import DaemonConfig
 from swiftlite.common.daemon import Daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
+from swiftlite.common.ratelimit import RateLimiter
+from swiftlite.common.recon import dump_recon
 from swiftlite.db.broker import DatabaseBroker
 from swiftlite.db.exceptions import DatabaseConnectionError, DatabaseQuarantined, LockTimeout
-from swiftlite.object.auditor_state import RateLimiter, dump_recon
 
 DEFAULT_RECON_CACHE_PATH = "/var/cache/swiftlite"
 
@@ -325,13 +326,13 @@ class DBAuditor(Daemon):
             await asyncio.to_thread(
                 dump_recon,
                 self.aconf.recon_cache_path,
+                f"{self.db_type}.recon",
                 {
                     f"{self.db_type}_audits_passed": total.passes,
                     f"{self.db_type}_audits_failed": total.failures,
                     f"{self.db_type}_auditor_pass_completed": elapsed,
                     f"{self.db_type}_auditor_stats": {**total.as_dict(), "start_time": start_wall},
                 },
-                f"{self.db_type}.recon",
             )
         except OSError as exc:
             self.logger.error("cannot write recon cache %s: %s", self.aconf.recon_cache_path, exc)

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import time
 import urllib.parse
@@ -40,6 +39,7 @@ import aiohttp
 
 from swiftlite.common.daemon import Daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
+from swiftlite.common.ips import local_ips
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.db import pending
 from swiftlite.db.broker import DatabaseBroker
@@ -47,22 +47,6 @@ from swiftlite.db.exceptions import DatabaseConnectionError, DatabaseQuarantined
 from swiftlite.db.replication_server import CHUNK, OP_HEADER, REMOTE_ID_HEADER
 from swiftlite.db.replicator_config import DBReplicatorConfig
 from swiftlite.ring.ring import Node, Ring
-
-
-def local_ips(bind_ip: str) -> set[str]:
-    """This host's addresses: ``bind_ip`` when specific, else what the host resolves to."""
-    if bind_ip not in ("0.0.0.0", "::", ""):
-        return {bind_ip}
-    ips = {"127.0.0.1", "::1"}
-    with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None):
-            ips.add(str(info[4][0]))
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        # The address of the default route's interface (no packet is sent).
-        s.connect(("192.0.2.1", 9))
-        ips.add(s.getsockname()[0])
-    return ips
-
 
 SNAPSHOT_SUFFIX = ".db-copy"
 

@@ -34,11 +34,11 @@ from typing import Any
 from swiftlite.common.config import ClusterConfig, DaemonConfig, load_cluster_config
 from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
+from swiftlite.common.ratelimit import RateLimiter
+from swiftlite.common.recon import RECON_OBJECT_FILE, dump_recon
 from swiftlite.object import auditor_checks as checks
 from swiftlite.object.auditor_state import (
     MIN_STATUS_UPDATE_INTERVAL,
-    RateLimiter,
-    dump_recon,
     partitions_to_audit,
     save_status,
 )
@@ -183,7 +183,10 @@ class ObjectAuditor(Daemon):
     async def _dump(self, kind: str, entry: dict[str, Any]) -> None:
         try:
             await asyncio.to_thread(
-                dump_recon, self.aconf.recon_cache_path, {f"object_auditor_stats_{kind}": entry}
+                dump_recon,
+                self.aconf.recon_cache_path,
+                RECON_OBJECT_FILE,
+                {f"object_auditor_stats_{kind}": entry},
             )
         except OSError as exc:
             self.logger.error("cannot write recon cache %s: %s", self.aconf.recon_cache_path, exc)

@@ -27,14 +27,10 @@ Operators read progress in ``<recon_cache_path>/object-replicator.json``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import random
-import socket
-import struct
 import sys
 import time
 import uuid
@@ -44,6 +40,7 @@ from typing import Any
 from swiftlite.common.config import ClusterConfig, StoragePolicy, load_cluster_config
 from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
+from swiftlite.common.ips import local_ips
 from swiftlite.object.diskfile import DiskFileManager
 from swiftlite.object.diskfile_exceptions import DiskFileBadMetadata, DiskFileNotExist
 from swiftlite.object.diskfile_ondisk import OnDiskFiles, data_dir
@@ -95,28 +92,6 @@ class TokenBucket:
         self.tokens -= nbytes
         if self.tokens < 0:
             await asyncio.sleep(-self.tokens / self.rate)
-
-
-def local_ips(bind_ip: str) -> set[str]:
-    """This host's addresses (Swift's ``whataremyips``): ``bind_ip`` itself when
-    it is a specific address, else every interface's IPv4 address."""
-    if bind_ip not in ("0.0.0.0", "::", ""):
-        return {bind_ip}
-    ips = {"127.0.0.1", "::1"}
-    with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None):
-            ips.add(str(info[4][0]))
-    siocgifaddr = 0x8915
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for _index, name in socket.if_nameindex():
-            try:
-                packed = fcntl.ioctl(
-                    s.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15])
-                )
-            except OSError:
-                continue
-            ips.add(socket.inet_ntoa(packed[20:24]))
-    return ips
 
 
 @dataclasses.dataclass

@@ -36,9 +36,10 @@ from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
 from swiftlite.common.http import header_true, split_path
 from swiftlite.common.logs import set_txn_id
+from swiftlite.common.ratelimit import RateLimiter
+from swiftlite.common.recon import RECON_OBJECT_FILE, dump_recon
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object import updater_records as records
-from swiftlite.object.auditor_state import RateLimiter, dump_recon
 from swiftlite.object.daemon_config import ObjectUpdaterConfig
 from swiftlite.ring.ring import Node, Ring
 
@@ -206,6 +207,7 @@ class ObjectUpdater(Daemon):
             await asyncio.to_thread(
                 dump_recon,
                 self.uconf.recon_cache_path,
+                RECON_OBJECT_FILE,
                 {
                     "object_updater_sweep": elapsed,
                     "object_updater_stats": {

@@ -159,3 +159,4 @@ def test_sigkill_mid_put_leaves_no_visible_object(start_server):
     assert status == 200 and got == body
     etag = {k.lower(): v for k, v in headers.items()}["etag"]
     assert etag.strip('"') == hashlib.md5(body).hexdigest()
+

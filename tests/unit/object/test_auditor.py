@@ -14,10 +14,12 @@ import pytest
 from swiftlite.common import hashing
 from swiftlite.common.config import ClusterConfig, StoragePolicy
 from swiftlite.common.hashing import hash_path
+from swiftlite.common.ratelimit import RateLimiter
+from swiftlite.common.recon import read_recon
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object import auditor as auditor_mod
 from swiftlite.object.auditor import ALL, ZBF, ObjectAuditor
-from swiftlite.object.auditor_state import RateLimiter, load_status, read_recon, save_status
+from swiftlite.object.auditor_state import load_status, save_status
 from swiftlite.object.daemon_config import ObjectAuditorConfig
 from swiftlite.object.diskfile import DiskFileManager
 from swiftlite.object.metadata import METADATA_KEY

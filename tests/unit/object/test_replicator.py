@@ -11,7 +11,7 @@ import pytest
 
 from swiftlite.common.config import load_config
 from swiftlite.common.hashing import hash_path
-from swiftlite.object.replicator import TokenBucket, local_ips
+from swiftlite.object.replicator import TokenBucket
 from swiftlite.object.replicator_config import ObjectReplicatorConfig
 from tests.unit.object import test_replicator_support as support
 from tests.unit.object.test_replicator_support import ts
@@ -231,11 +231,6 @@ async def test_bandwidth_limit_sleeps_off_the_debt(monkeypatch: pytest.MonkeyPat
     assert slept and slept[-1] == pytest.approx(2.0, abs=0.05)
     await TokenBucket(0).consume(10**9)  # unlimited: never sleeps
     assert len(slept) == 1
-
-
-def test_local_ips() -> None:
-    assert local_ips("10.1.2.3") == {"10.1.2.3"}
-    assert "127.0.0.1" in local_ips("0.0.0.0")
 
 
 def test_sample_config_loads_with_swift_names() -> None:
