@@ -68,6 +68,7 @@ from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
 from swiftlite.common.ips import local_ips
 from swiftlite.common.logs import set_txn_id
+from swiftlite.common.node_client import NodeSessionHolder
 from swiftlite.common.recon import dump_recon
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.db.auditor import partition_dbs, partitions
@@ -206,7 +207,7 @@ class AccountReaper(Daemon):
         self.dm = DeviceManager(
             conf.devices, mount_check=conf.mount_check, threads_per_disk=conf.threads_per_disk
         )
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions = NodeSessionHolder(limit_per_host=32)
 
     def reload(self, conf: DaemonConfig) -> None:
         assert isinstance(conf, AccountReaperConfig)
@@ -248,19 +249,11 @@ class AccountReaper(Daemon):
         return True
 
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Content-Type"),
-            )
-        return self._session
+        return self._sessions.get()
 
     async def close(self) -> None:
         """Drop connections and disk threads (both come back on the next use)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._sessions.close()
         self.dm.close()
 
     def timeout(self) -> aiohttp.ClientTimeout:

@@ -58,6 +58,7 @@ from swiftlite.common.devices import DeviceError, DeviceManager
 from swiftlite.common.hashing import hash_path_digest
 from swiftlite.common.ips import local_ips
 from swiftlite.common.logs import set_txn_id
+from swiftlite.common.node_client import NodeSessionHolder, list_devices
 from swiftlite.common.ratelimit import RateLimiter
 from swiftlite.common.recon import RECON_OBJECT_FILE, dump_recon
 from swiftlite.common.timestamp import Timestamp
@@ -142,7 +143,7 @@ class ObjectExpirer(Daemon):
         self.dm = DeviceManager(
             conf.devices, mount_check=conf.mount_check, threads_per_disk=conf.threads_per_disk
         )
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions = NodeSessionHolder(limit_per_host=32)
 
     def reload(self, conf: DaemonConfig) -> None:
         assert isinstance(conf, ObjectExpirerConfig)
@@ -177,27 +178,15 @@ class ObjectExpirer(Daemon):
         return True
 
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Content-Type"),
-            )
-        return self._session
+        return self._sessions.get()
 
     async def close(self) -> None:
         """Drop connections and disk threads (both come back on the next use)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._sessions.close()
         self.dm.close()
 
     async def list_devices(self) -> list[str]:
-        try:
-            return sorted(await asyncio.to_thread(os.listdir, self.econf.devices))
-        except OSError as exc:
-            self.logger.error("ERROR cannot list devices in %s: %s", self.econf.devices, exc)
-            return []
+        return await list_devices(self.econf.devices, self.logger)
 
     # -- ownership -----------------------------------------------------------
 

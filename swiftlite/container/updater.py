@@ -43,6 +43,7 @@ from swiftlite.common.config import ClusterConfig, DaemonConfig, load_cluster_co
 from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
 from swiftlite.common.logs import set_txn_id
+from swiftlite.common.node_client import NodeSessionHolder, list_devices
 from swiftlite.common.ratelimit import RateLimiter
 from swiftlite.common.recon import RECON_CONTAINER_FILE, dump_recon
 from swiftlite.common.timestamp import Timestamp
@@ -152,7 +153,7 @@ class ContainerUpdater(Daemon):
         )
         # account -> wall time until which reports to it are held back.
         self.account_suppressions: dict[str, float] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions = NodeSessionHolder(limit_per_host=32)
 
     def reload(self, conf: DaemonConfig) -> None:
         assert isinstance(conf, ContainerUpdaterConfig)
@@ -173,27 +174,15 @@ class ContainerUpdater(Daemon):
         return self.ring
 
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Content-Type"),
-            )
-        return self._session
+        return self._sessions.get()
 
     async def close(self) -> None:
         """Drop connections and disk threads (both come back on the next use)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._sessions.close()
         self.dm.close()
 
     async def list_devices(self) -> list[str]:
-        try:
-            return sorted(await asyncio.to_thread(os.listdir, self.uconf.devices))
-        except OSError as exc:
-            self.logger.error("ERROR cannot list devices in %s: %s", self.uconf.devices, exc)
-            return []
+        return await list_devices(self.uconf.devices, self.logger)
 
     # -- passes --------------------------------------------------------------
 

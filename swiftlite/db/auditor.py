@@ -44,6 +44,7 @@ from typing import Any
 from swiftlite.common.config import DaemonConfig
 from swiftlite.common.daemon import Daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
+from swiftlite.common.node_client import list_devices
 from swiftlite.common.ratelimit import RateLimiter
 from swiftlite.common.recon import dump_recon
 from swiftlite.db.broker import DatabaseBroker
@@ -262,11 +263,7 @@ class DBAuditor(Daemon):
         self.aconf = conf
 
     async def list_devices(self) -> list[str]:
-        try:
-            return sorted(await asyncio.to_thread(os.listdir, self.aconf.devices))
-        except OSError as exc:
-            self.logger.error("ERROR cannot list devices in %s: %s", self.aconf.devices, exc)
-            return []
+        return await list_devices(self.aconf.devices, self.logger)
 
     async def run_once(self) -> None:
         try:

@@ -36,6 +36,7 @@ from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
 from swiftlite.common.http import header_true, split_path
 from swiftlite.common.logs import set_txn_id
+from swiftlite.common.node_client import NodeSessionHolder, list_devices
 from swiftlite.common.ratelimit import RateLimiter
 from swiftlite.common.recon import RECON_OBJECT_FILE, dump_recon
 from swiftlite.common.timestamp import Timestamp
@@ -123,7 +124,7 @@ class ObjectUpdater(Daemon):
         self.dm = DeviceManager(
             conf.devices, mount_check=conf.mount_check, threads_per_disk=THREADS_PER_DEVICE
         )
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions = NodeSessionHolder(limit_per_host=64)
 
     def reload(self, conf: DaemonConfig) -> None:
         assert isinstance(conf, ObjectUpdaterConfig)
@@ -148,26 +149,14 @@ class ObjectUpdater(Daemon):
         return self.ring
 
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=64),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Content-Type"),
-            )
-        return self._session
+        return self._sessions.get()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._sessions.close()
         self.dm.close()
 
     async def list_devices(self) -> list[str]:
-        try:
-            return sorted(await asyncio.to_thread(os.listdir, self.uconf.devices))
-        except OSError as exc:
-            self.logger.error("ERROR cannot list devices in %s: %s", self.uconf.devices, exc)
-            return []
+        return await list_devices(self.uconf.devices, self.logger)
 
     # -- passes --------------------------------------------------------------
 
@@ -176,9 +165,7 @@ class ObjectUpdater(Daemon):
             await self.update_pass()
         finally:
             # A pass leaves no connections behind (the next one may be 5 min away).
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
+            await self._sessions.close()
 
     async def update_pass(self, devices: Sequence[str] | None = None) -> UpdaterStats:
         begin = self.clock()

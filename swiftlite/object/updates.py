@@ -43,6 +43,7 @@ from yarl import URL
 
 from swiftlite.common.devices import DeviceManager
 from swiftlite.common.hashing import hash_path
+from swiftlite.common.node_client import node_session
 
 ASYNC_PENDING_VERSION = 1
 
@@ -164,11 +165,7 @@ class ContainerUpdater:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=64),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Content-Type"),
-            )
+            self._session = node_session(limit_per_host=64)
         return self._session
 
     async def close(self, wait: float | None = None) -> None:

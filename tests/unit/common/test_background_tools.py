@@ -67,3 +67,27 @@ def test_local_ips():
     assert local_ips("10.1.2.3") == {"10.1.2.3"}
     ips = local_ips("0.0.0.0")
     assert "127.0.0.1" in ips
+
+
+def test_node_session_holder_and_list_devices(tmp_path):
+    import logging
+
+    from swiftlite.common.node_client import NodeSessionHolder, list_devices
+
+    (tmp_path / "sdb").mkdir()
+    (tmp_path / "sda").mkdir()
+
+    async def run() -> None:
+        holder = NodeSessionHolder(limit_per_host=4)
+        first = holder.get()
+        assert holder.get() is first
+        assert first.auto_decompress is False
+        await holder.close()
+        second = holder.get()  # a closed holder makes a new session on demand
+        assert second is not first
+        await holder.close()
+        log = logging.getLogger("t")
+        assert await list_devices(str(tmp_path), log) == ["sda", "sdb"]
+        assert await list_devices(str(tmp_path / "missing"), log) == []
+
+    asyncio.run(run())
