@@ -61,6 +61,7 @@ from swiftlite.common.logs import set_txn_id
 from swiftlite.common.node_client import NodeSessionHolder, list_devices
 from swiftlite.common.ratelimit import RateLimiter
 from swiftlite.common.recon import RECON_OBJECT_FILE, dump_recon
+from swiftlite.common.stats import PassStats
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.container import expirer_rows as rows_db
 from swiftlite.container import updater_support as support
@@ -75,7 +76,7 @@ FAILED = "failed"  # no majority: retry next pass
 
 
 @dataclasses.dataclass
-class ExpirerStats:
+class ExpirerStats(PassStats):
     containers: int = 0
     containers_skipped: int = 0
     objects: int = 0
@@ -84,16 +85,6 @@ class ExpirerStats:
     reclaimed: int = 0
     failures: int = 0
     errors: int = 0
-
-    def add(self, other: ExpirerStats) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    def __str__(self) -> str:
-        return ", ".join(f"{v} {k}" for k, v in self.as_dict().items())
 
 
 def owner_process(account: str, container: str, processes: int) -> int:

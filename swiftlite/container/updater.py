@@ -46,6 +46,7 @@ from swiftlite.common.logs import set_txn_id
 from swiftlite.common.node_client import NodeSessionHolder, list_devices
 from swiftlite.common.ratelimit import RateLimiter
 from swiftlite.common.recon import RECON_CONTAINER_FILE, dump_recon
+from swiftlite.common.stats import PassStats
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.container import updater_support as support
 from swiftlite.container.backend import ContainerBroker
@@ -55,23 +56,13 @@ from swiftlite.ring.ring import Node, Ring
 
 
 @dataclasses.dataclass
-class ContainerUpdaterStats:
+class ContainerUpdaterStats(PassStats):
     successes: int = 0
     failures: int = 0
     no_changes: int = 0
     suppressed: int = 0
     quarantines: int = 0
     errors: int = 0
-
-    def add(self, other: ContainerUpdaterStats) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    def __str__(self) -> str:
-        return ", ".join(f"{v} {k}" for k, v in self.as_dict().items())
 
 
 def read_info(db_file: str) -> dict[str, Any] | None:

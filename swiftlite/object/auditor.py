@@ -36,6 +36,7 @@ from swiftlite.common.daemon import Daemon, run_daemon
 from swiftlite.common.devices import DeviceError, DeviceManager
 from swiftlite.common.ratelimit import RateLimiter
 from swiftlite.common.recon import RECON_OBJECT_FILE, dump_recon
+from swiftlite.common.stats import PassStats
 from swiftlite.object import auditor_checks as checks
 from swiftlite.object.auditor_state import (
     MIN_STATUS_UPDATE_INTERVAL,
@@ -53,20 +54,13 @@ THREADS_PER_DEVICE = 1
 
 
 @dataclasses.dataclass
-class AuditStats:
+class AuditStats(PassStats):
     files_processed: int = 0
     bytes_processed: int = 0
     quarantined: int = 0
     expired_removed: int = 0
     tombstones_invalidated: int = 0
     errors: int = 0
-
-    def add(self, other: AuditStats) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
 
 
 class ObjectAuditor(Daemon):

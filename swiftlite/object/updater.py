@@ -39,6 +39,7 @@ from swiftlite.common.logs import set_txn_id
 from swiftlite.common.node_client import NodeSessionHolder, list_devices
 from swiftlite.common.ratelimit import RateLimiter
 from swiftlite.common.recon import RECON_OBJECT_FILE, dump_recon
+from swiftlite.common.stats import PassStats
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object import updater_records as records
 from swiftlite.object.daemon_config import ObjectUpdaterConfig
@@ -55,7 +56,7 @@ THREADS_PER_DEVICE = 2
 
 
 @dataclasses.dataclass
-class UpdaterStats:
+class UpdaterStats(PassStats):
     successes: int = 0
     failures: int = 0
     quarantines: int = 0
@@ -63,16 +64,6 @@ class UpdaterStats:
     outdated_unlinks: int = 0
     redirects: int = 0
     errors: int = 0
-
-    def add(self, other: UpdaterStats) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    def __str__(self) -> str:
-        return ", ".join(f"{v} {k}" for k, v in self.as_dict().items())
 
 
 def update_path(record: dict[str, Any]) -> tuple[str, str]:
