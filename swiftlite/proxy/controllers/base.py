@@ -57,7 +57,13 @@ def response_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     """Backend answer headers worth passing to the client (not hop-by-hop)."""
     out: CIMultiDict[str] = CIMultiDict()
     for key, value in headers.items():
-        if key.lower() not in HOP_HEADERS:
+        lower = key.lower()
+        if lower == "etag":
+            # Object servers send the ETag quoted (RFC 7232); Swift's proxy
+            # hands it to clients unquoted (update_headers), and clients and
+            # Swift's functional tests compare it with listing hashes as is.
+            out.add(key, value.replace('"', ""))
+        elif lower not in HOP_HEADERS:
             out.add(key, value)
     return out
 
