@@ -40,6 +40,8 @@ from swiftlite.proxy.controllers.base import (
 from swiftlite.proxy.request_body import HTTPError, body_length, iter_body
 from swiftlite.ring.ring import Ring
 
+MAX_DELETE_AT = 9999999999  # Swift caps X-Delete-At here (November 2286)
+
 Node = dict[str, Any]
 
 
@@ -119,7 +121,9 @@ class ObjectController(Controller):
                 raise HTTPError(400, "Non-integer X-Delete-At") from None
             if when < now:
                 raise HTTPError(400, "X-Delete-At in past")
-            headers["X-Delete-At"] = str(when)
+            # Swift's normalize_delete_at_timestamp: ten digits, capped at
+            # 9999999999 (the expirer's queue sorts them as strings).
+            headers["X-Delete-At"] = f"{min(when, MAX_DELETE_AT):010d}"
 
     async def _container_or_404(self, request: web.Request) -> NodeResponse:
         info = await self.container_info(request)
