@@ -48,7 +48,9 @@ def make_app(conf: ProxyServerConfig, cluster: ClusterConfig | None = None) -> w
         await proxy.close()
 
     app = web.Application(client_max_size=1 << 20)
-    app.router.add_route("*", "/{tail:.*}", entry, expect_handler=_no_expect)
+    # [\s\S], not ".": a path may hold a %0A, which "." would not match (aiohttp
+    # would then answer its own 404 without the proxy seeing the request).
+    app.router.add_route("*", r"/{tail:[\s\S]*}", entry, expect_handler=_no_expect)
     app.on_response_prepare.append(on_prepare)
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
