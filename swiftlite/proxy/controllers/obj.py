@@ -164,7 +164,8 @@ class ObjectController(Controller):
                 request, ring, part, "HEAD", self.path, headers, good=_good_object_status
             )
             out = node_response_to_web(resp, request)
-            if 200 <= resp.status < 300:
+            # Swift marks every answer from a good source (2xx, 304, 416).
+            if _good_object_status(resp.status):
                 out.headers.setdefault("Accept-Ranges", "bytes")
             return out
         return await self._stream_get(request, ring, part, nodes, headers)
@@ -225,7 +226,7 @@ class ObjectController(Controller):
             out.headers.add(key, value)
         if "Content-Length" in source.headers:
             out.headers["Content-Length"] = source.headers["Content-Length"]
-        if 200 <= source.status < 300:
+        if _good_object_status(source.status):
             out.headers.setdefault("Accept-Ranges", "bytes")
         # Resuming is only sound for a whole-object 200: we know the offset.
         resumable = source.status == 200 and "Range" not in request.headers

@@ -65,6 +65,8 @@ class FakeNode:
             headers = {"Etag": f'"{hashlib.md5(body).hexdigest()}"', "X-Timestamp": ts,
                        "X-Backend-Timestamp": ts, "Content-Type": "application/octet-stream"}
             status = 200
+            if self.mode in ("304", "416"):
+                return web.Response(status=int(self.mode), headers=headers)
             rng = request.headers.get("Range")
             if rng:
                 start = int(rng.split("=")[1].rstrip("-"))
@@ -395,3 +397,20 @@ async def test_container_info_is_cached_in_swift_cache(env: Env) -> None:
     seen = len(env.container.headers_seen)
     assert (await proxy.handle(req("HEAD", OBJ_PATH))).status == 404
     assert len(env.container.headers_seen) == seen + 1
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("status", [304, 416])
+async def test_not_modified_and_unsatisfiable_carry_accept_ranges(
+    env: Env, method: str, status: int
+) -> None:
+    # Swift's proxy marks every answer of a good source, 304 and 416 too
+    # (Swift's tests.py testIfNoneMatch, testRangedGets).
+    resp = await env.client.put(OBJ_PATH, data=b"abc")
+    assert resp.status == 201
+    for node in env.nodes.values():
+        node.mode = str(status)
+    resp = await env.client.request(method, OBJ_PATH)
+    assert resp.status == status
+    assert resp.headers["Accept-Ranges"] == "bytes"
+    assert resp.headers["Etag"] == hashlib.md5(b"abc").hexdigest()
