@@ -65,7 +65,8 @@ class ContainerController(Controller):
 
     def _policy_headers(self, request: web.Request) -> dict[str, str]:
         name = request.headers.get("X-Storage-Policy")
-        if name is None:
+        if not name:
+            # Absent or empty (Swift: "if not policy_name"): the default policy.
             return {
                 "X-Backend-Storage-Policy-Default": str(self.app.cluster.default_policy.index)
             }
