@@ -114,16 +114,35 @@ class Controller:
                 if key.lower() not in HOP_HEADERS:
                     headers[key] = value
         if transfer:
+            st = self.server_type.lower()
+            # Swift's transfer_headers: an X-Remove-<type>-Meta-* header (and
+            # the container's X-Remove-Container-Read & co) reaches the
+            # backend as the plain header with an empty value, which the
+            # servers store as "delete this item". Removals first, so a
+            # header that is both set and removed ends up set, as in Swift.
+            removable = (
+                {f"x-remove-{st}-{n}" for n in ("read", "write", "sync-key", "sync-to")}
+                | {"x-remove-versions-location"}
+                if st == "container"
+                else set()
+            )
+            for key in request.headers:
+                lower = key.lower()
+                if lower.startswith(f"x-remove-{st}-meta-") or lower in removable:
+                    headers[lower.replace("-remove", "", 1)] = ""
             prefixes = (
-                f"x-{self.server_type.lower()}-",
-                f"x-remove-{self.server_type.lower()}-",
+                f"x-{st}-",
+                f"x-remove-{st}-",
                 "x-versions-",
                 "x-history-",
                 "x-remove-versions-",
                 "x-remove-history-",
             )
             for key, value in request.headers.items():
-                if key.lower().startswith(prefixes):
+                lower = key.lower()
+                if lower.startswith(f"x-remove-{st}-meta-") or lower in removable:
+                    continue
+                if lower.startswith(prefixes):
                     headers[key] = value
         for key, value in request.headers.items():
             if key.lower().startswith("x-backend-"):
