@@ -47,7 +47,10 @@ def make_app(conf: ProxyServerConfig, cluster: ClusterConfig | None = None) -> w
     async def on_cleanup(_app: web.Application) -> None:
         await proxy.close()
 
-    app = web.Application(client_max_size=1 << 20)
+    # auto_decompress off: a client's Content-Encoding (gzip, say) describes
+    # the object as stored, not the transfer; aiohttp would otherwise inflate
+    # the upload (or refuse a body that is not really gzip).
+    app = web.Application(client_max_size=1 << 20, handler_args={"auto_decompress": False})
     # [\s\S], not ".": a path may hold a %0A, which "." would not match (aiohttp
     # would then answer its own 404 without the proxy seeing the request).
     app.router.add_route("*", r"/{tail:[\s\S]*}", entry, expect_handler=_no_expect)

@@ -5,6 +5,7 @@ mid-stream GET resume, X-Newest."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,8 @@ async def env(tmp_path: Path, aiohttp_client: Any) -> Env:
     nodes: dict[int, FakeNode] = {}
     for _ in range(5):
         node = FakeNode()
-        app = web.Application()
+        # As the real object server: the stored bytes are never inflated.
+        app = web.Application(handler_args={"auto_decompress": False})
         app.router.add_route("*", "/{tail:.*}", node.handle, expect_handler=node.expect)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
@@ -414,3 +416,14 @@ async def test_not_modified_and_unsatisfiable_carry_accept_ranges(
     assert resp.status == status
     assert resp.headers["Accept-Ranges"] == "bytes"
     assert resp.headers["Etag"] == hashlib.md5(b"abc").hexdigest()
+
+
+async def test_content_encoding_body_stored_as_sent(env: Env) -> None:
+    # Content-Encoding describes the object, not the transfer: the proxy must
+    # neither inflate it nor refuse a body that is not really gzip (Swift's
+    # tests.py testCopy uploads random bytes with Content-Encoding: gzip).
+    gz = gzip.compress(b"hello")
+    for body in (b"not gzip at all", gz):
+        resp = await env.client.put(OBJ_PATH, data=body, headers={"Content-Encoding": "gzip"})
+        assert resp.status == 201, await resp.text()
+        assert all(n.stored["AUTH_a/c/o"][0] == body for n in env.primaries)
