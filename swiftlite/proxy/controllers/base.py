@@ -64,7 +64,9 @@ def response_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
             # Swift's functional tests compare it with listing hashes as is.
             out.add(key, value.replace('"', ""))
         elif lower not in HOP_HEADERS:
-            out.add(key, value)
+            # Title case, as Swift's HeaderKeyDict: storage servers may keep
+            # metadata names lower-cased, clients see X-Object-Meta-Color.
+            out.add(key.title(), value)
     return out
 
 

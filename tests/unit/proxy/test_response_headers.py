@@ -16,3 +16,8 @@ def test_unquoted_etag_unchanged_and_hop_headers_dropped() -> None:
     assert out["Etag"] == "abc"
     assert "Content-Length" not in out
     assert "Connection" not in out
+
+
+def test_header_names_title_cased_as_swift() -> None:
+    out = response_headers({"x-object-meta-color": "blUe", "X-OBJECT-META-FOOD": "PizZa"})
+    assert list(out.items()) == [("X-Object-Meta-Color", "blUe"), ("X-Object-Meta-Food", "PizZa")]
