@@ -23,6 +23,19 @@ async def _no_expect(request: web.Request) -> None:
     the body, so a request refused up front never has its body sent."""
 
 
+def swift_framing_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """Headers Swift (swob + eventlet) sends that aiohttp leaves out: a 204
+    with ``Content-Length: 0`` and swob's default ``Content-Type``, and
+    ``Connection: keep-alive`` echoed to a client that asked for it. Runs in
+    on_response_prepare, which aiohttp calls after its own header
+    preparation (which drops Content-Length from a 204), just before writing."""
+    if response.status == 204:
+        response.headers.setdefault("Content-Length", "0")
+        response.headers.setdefault("Content-Type", "text/html; charset=UTF-8")
+    if response.keep_alive and request.headers.get("Connection", "").lower() == "keep-alive":
+        response.headers.setdefault("Connection", "keep-alive")
+
+
 def make_app(conf: ProxyServerConfig, cluster: ClusterConfig | None = None) -> web.Application:
     """Build the proxy: rings, backend client and the middleware pipeline.
     Raises ConfigError for a bad pipeline or filter setting."""
@@ -40,6 +53,7 @@ def make_app(conf: ProxyServerConfig, cluster: ClusterConfig | None = None) -> w
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         for hook in ctx.response_hooks:
             hook(request, response)
+        swift_framing_headers(request, response)
 
     async def on_startup(_app: web.Application) -> None:
         await proxy.start()

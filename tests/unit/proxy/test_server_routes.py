@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from aiohttp import web
+
 from swiftlite.common.config import config_from_dict, load_cluster_config
 from swiftlite.proxy.config import ProxyServerConfig
-from swiftlite.proxy.server import make_app
+from swiftlite.proxy.server import make_app, swift_framing_headers
 from swiftlite.ring.builder import RingBuilder
 
 
@@ -35,3 +37,27 @@ async def test_path_with_newline_reaches_the_pipeline(tmp_path: Path, aiohttp_cl
     resp = await client.get("/v1/" + hax)
     assert resp.status == 401
     assert resp.headers["Www-Authenticate"] == f'Swift realm="{hax}"'
+
+
+async def test_204_and_keep_alive_headers_as_swift(aiohttp_client: Any) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204 if request.path == "/empty" else 200, body=b"x")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        swift_framing_headers(request, response)
+
+    app.on_response_prepare.append(on_prepare)
+    client = await aiohttp_client(app)
+    for method in ("GET", "HEAD", "DELETE"):
+        resp = await client.request(method, "/empty")
+        assert resp.status == 204
+        assert resp.headers["Content-Length"] == "0"
+        assert resp.headers["Content-Type"] == "text/html; charset=UTF-8"
+    resp = await client.get("/full", headers={"Connection": "keep-alive"})
+    assert resp.headers["Connection"] == "keep-alive"
+    assert resp.headers["Content-Length"] == "1"
+    resp = await client.get("/full")
+    assert "Connection" not in resp.headers
