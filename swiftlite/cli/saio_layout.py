@@ -288,8 +288,10 @@ def _build_config(spec: DaemonSpec, cls: type[Any], layout: Layout) -> Any:
 # -- rings ---------------------------------------------------------------------
 
 
-def build_ring(etc_dir: str, role: str, port: int) -> None:
-    """``<role>.builder`` and ``<role>.ring.gz``: 3 replicas, d1..d4 one zone each."""
+def build_ring(etc_dir: str, role: str, port: int, name: str | None = None) -> None:
+    """``<name>.builder`` and ``<name>.ring.gz`` (name defaults to the role):
+    3 replicas, d1..d4 one zone each, on the role's port."""
+    name = name or role
     from swiftlite.ring.builder import RingBuilder
 
     builder = RingBuilder(PART_POWER, REPLICAS, 0)
@@ -299,8 +301,8 @@ def build_ring(etc_dir: str, role: str, port: int) -> None:
              "device": device, "weight": 100.0}
         )
     builder.rebalance(seed=1)
-    builder.save(os.path.join(etc_dir, f"{role}.builder"), backup=False)
-    builder.get_ring().save(os.path.join(etc_dir, f"{role}.ring.gz"))
+    builder.save(os.path.join(etc_dir, f"{name}.builder"), backup=False)
+    builder.get_ring().save(os.path.join(etc_dir, f"{name}.ring.gz"))
 
 
 # -- the whole layout --------------------------------------------------------------
@@ -342,7 +344,11 @@ def _write_cluster(etc_dir: str) -> None:
     conf = ClusterConfig(
         hash_path_prefix=secrets.token_hex(16),
         hash_path_suffix=secrets.token_hex(16),
-        policies=[StoragePolicy(index=0, name="Policy-0", default=True)],
+        # A second replication policy (object-1.ring.gz, same devices), as
+        # Swift's SAIO has: Swift's functional tests of storage policies
+        # (create in a policy, change refused, cross-policy copy) need two.
+        policies=[StoragePolicy(index=0, name="Policy-0", default=True),
+                  StoragePolicy(index=1, name="Policy-1")],
     )
     path = os.path.join(etc_dir, "swiftlite.yaml")
     dump_config(conf, path, "swiftlite saio cluster config: keep the secrets secret", 0o600)
@@ -415,6 +421,9 @@ def prepare(
     for role in RING_ROLES:
         if not os.path.exists(os.path.join(etc, f"{role}.ring.gz")):
             build_ring(etc, role, ports[role])
+    for policy in load_cluster_config(etc).policies:
+        if policy.index and not os.path.exists(os.path.join(etc, f"object-{policy.index}.ring.gz")):
+            build_ring(etc, "object", ports["object"], f"object-{policy.index}")
     for spec in DAEMONS:
         cls = spec.config_cls()
         if cls is None:

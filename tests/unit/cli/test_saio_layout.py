@@ -259,3 +259,19 @@ def test_hand_edited_pipeline_is_left_alone(
     for _ in range(2):
         _prepare(layout_dir, port=None)
         assert _pipeline(first) == ["gatekeeper", "proxy_server"]
+
+
+def test_second_storage_policy_with_its_ring(layout_dir: str) -> None:
+    # Swift's functional tests of storage policies need a second policy.
+    layout = _prepare(layout_dir)
+    cluster = load_cluster_config(layout.etc_dir)
+    assert [(p.index, p.name, p.default) for p in cluster.policies] == [
+        (0, "Policy-0", True), (1, "Policy-1", False)]
+    ring = Ring(layout.etc_dir, ring_name="object-1")
+    assert ring.replica_count == 3
+    assert {(d["ip"], d["port"]) for d in ring.devs if d} == {
+        ("127.0.0.1", layout.ports["object"])}
+    # Removed, it comes back on the next run, like the other rings.
+    os.unlink(os.path.join(layout.etc_dir, "object-1.ring.gz"))
+    _prepare(layout_dir)
+    assert Path(layout.etc_dir, "object-1.ring.gz").is_file()
