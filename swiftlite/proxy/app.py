@@ -128,6 +128,13 @@ class ProxyApp:
         allowed = list(ALLOWED_METHODS)
         if cls is AccountController and not self.conf.allow_account_management:
             allowed = ["GET", "HEAD", "POST"]
+        if request.method == "OPTIONS" and not request.headers.get("Origin"):
+            # Swift's Controller.OPTIONS without an Origin (not a CORS
+            # preflight): 200 naming the methods, before any authorization.
+            # A CORS preflight (with Origin) is not implemented: 405 below.
+            return swift_response(
+                200, b"", headers={"Allow": ", ".join(sorted([*allowed, "OPTIONS"]))}
+            )
         if request.method not in allowed:
             raise HTTPError(405, headers={"Allow": ", ".join(sorted(allowed))})
         handler = getattr(controller, request.method)

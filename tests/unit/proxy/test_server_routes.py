@@ -61,3 +61,25 @@ async def test_204_and_keep_alive_headers_as_swift(aiohttp_client: Any) -> None:
     assert resp.headers["Content-Length"] == "1"
     resp = await client.get("/full")
     assert "Connection" not in resp.headers
+
+
+async def test_options_without_origin_lists_methods(tmp_path: Path, aiohttp_client: Any) -> None:
+    # Swift's Controller.OPTIONS: no Origin, no auth needed, 200 with Allow
+    # (Swift's tests.py TestServiceToken expects a success for OPTIONS).
+    (tmp_path / "swiftlite.yaml").write_text("hash_path_prefix: p\nhash_path_suffix: s\n")
+    for kind in ("object", "container", "account"):
+        build_ring(tmp_path / f"{kind}.ring.gz")
+    conf = config_from_dict(
+        ProxyServerConfig,
+        {"swift_dir": str(tmp_path), "pipeline": ["tempauth", "proxy_server"]},
+    )
+    client = await aiohttp_client(make_app(conf, load_cluster_config(str(tmp_path))))
+    resp = await client.options("/v1/AUTH_test/c/o")
+    assert resp.status == 200
+    assert resp.headers["Allow"] == "DELETE, GET, HEAD, OPTIONS, POST, PUT"
+    assert await resp.read() == b""
+    resp = await client.options("/v1/SERVICE_test5/c")
+    assert resp.status == 200
+    resp = await client.options("/v1/AUTH_test")
+    assert resp.status == 200
+    assert "OPTIONS" in resp.headers["Allow"].split(", ")
