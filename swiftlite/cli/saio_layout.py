@@ -249,7 +249,13 @@ def _proxy_settings(layout: Layout) -> dict[str, Any]:
     pipeline = _available_middleware()
     filters: dict[str, dict[str, Any]] = {}
     if "tempauth" in pipeline:
-        filters["tempauth"] = {"users": {u: dict(s) for u, s in TEMPAUTH_USERS.items()}}
+        # SERVICE_ accounts need a user's token plus a service token (group
+        # "service"), as in Swift's SAIO proxy-server.conf and test.conf.
+        filters["tempauth"] = {
+            "users": {u: dict(s) for u, s in TEMPAUTH_USERS.items()},
+            "reseller_prefix": "AUTH, SERVICE",
+            "SERVICE_require_group": "service",
+        }
     return {
         # One worker: without memcached each worker keeps its own token cache.
         "workers": 1,

@@ -275,3 +275,16 @@ def test_second_storage_policy_with_its_ring(layout_dir: str) -> None:
     os.unlink(os.path.join(layout.etc_dir, "object-1.ring.gz"))
     _prepare(layout_dir)
     assert Path(layout.etc_dir, "object-1.ring.gz").is_file()
+
+
+def test_tempauth_serves_service_accounts(layout_dir: str) -> None:
+    # Swift's tests.py TestServiceToken: SERVICE_ accounts need a user token
+    # plus a service token of group "service".
+    from swiftlite.proxy.config import ProxyServerConfig
+
+    layout = _prepare(layout_dir)
+    conf = load_config(os.path.join(layout.etc_dir, "proxy-server.yaml"), ProxyServerConfig)
+    tempauth = conf.filters["tempauth"]
+    assert tempauth["reseller_prefix"] == "AUTH, SERVICE"
+    assert tempauth["SERVICE_require_group"] == "service"
+    assert TEMPAUTH_USERS["test5:tester5"]["groups"] == ["service"]
