@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import os
 import time
 import uuid
@@ -67,7 +66,7 @@ from swiftlite.container import expirer_rows as rows_db
 from swiftlite.container import updater_support as support
 from swiftlite.container.daemon_config import ObjectExpirerConfig
 from swiftlite.db.exceptions import DatabaseQuarantined
-from swiftlite.ring.ring import Node, Ring
+from swiftlite.ring.ring import Node, Ring, load_or_refresh
 
 # What one object's deletion came to.
 EXPIRED = "expired"  # deleted now, or already gone: tombstone the row
@@ -145,12 +144,7 @@ class ObjectExpirer(Daemon):
     # -- setup ---------------------------------------------------------------
 
     async def _load_ring(self, current: Ring | None, name: str) -> Ring:
-        if current is None:
-            # Lookups never stat the file (reload_time inf): refreshed once
-            # per pass, here, in a worker thread.
-            return await asyncio.to_thread(Ring, self.econf.swift_dir, name, math.inf)
-        await current.reload_async()
-        return current
+        return await load_or_refresh(current, self.econf.swift_dir, name)
 
     async def load_rings(self) -> bool:
         """Container ring and each policy's object ring; False when one is missing."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,7 +51,7 @@ from swiftlite.container import updater_support as support
 from swiftlite.container.backend import ContainerBroker
 from swiftlite.container.daemon_config import ContainerUpdaterConfig
 from swiftlite.db.exceptions import DatabaseQuarantined, LockTimeout
-from swiftlite.ring.ring import Node, Ring
+from swiftlite.ring.ring import Node, Ring, load_or_refresh
 
 
 @dataclasses.dataclass
@@ -154,12 +153,7 @@ class ContainerUpdater(Daemon):
     async def get_ring(self) -> Ring | None:
         """The account ring, loaded or refreshed off the event loop."""
         try:
-            if self.ring is None:
-                # Lookups never stat the file (reload_time inf); each pass
-                # refreshes it here, in a worker thread.
-                self.ring = await asyncio.to_thread(Ring, self.uconf.swift_dir, "account", math.inf)
-            else:
-                await self.ring.reload_async()
+            self.ring = await load_or_refresh(self.ring, self.uconf.swift_dir, "account")
         except Exception as exc:
             self.logger.error("ERROR cannot load the account ring: %s", exc)
         return self.ring

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,7 +42,7 @@ from swiftlite.common.stats import PassStats
 from swiftlite.common.timestamp import Timestamp
 from swiftlite.object import updater_records as records
 from swiftlite.object.daemon_config import ObjectUpdaterConfig
-from swiftlite.ring.ring import Node, Ring
+from swiftlite.ring.ring import Node, Ring, load_or_refresh
 
 # Outcomes of one delivery attempt of a record.
 DONE = "done"  # every replica has it; the record is gone
@@ -127,14 +126,7 @@ class ObjectUpdater(Daemon):
     async def get_ring(self) -> Ring | None:
         """The container ring, loaded (or refreshed) off the event loop."""
         try:
-            if self.ring is None:
-                # Lookups never stat the file (reload_time inf); each pass
-                # refreshes it here instead, in a worker thread.
-                self.ring = await asyncio.to_thread(
-                    Ring, self.uconf.swift_dir, "container", math.inf
-                )
-            else:
-                await self.ring.reload_async()
+            self.ring = await load_or_refresh(self.ring, self.uconf.swift_dir, "container")
         except Exception as exc:
             self.logger.error("ERROR cannot load the container ring: %s", exc)
         return self.ring

@@ -431,3 +431,14 @@ class Ring:
                 used.add(dev_id)
                 if len(used) == num_assigned:
                     return
+
+
+async def load_or_refresh(current: Ring | None, swift_dir: str, ring_name: str) -> Ring:
+    """For a background daemon's pass: load the ring the first time, else
+    reload it if its file changed, in a worker thread either way. The ring is
+    built with ``reload_time`` infinite, so lookups during the pass never
+    stat the file on the event loop."""
+    if current is None:
+        return await asyncio.to_thread(Ring, swift_dir, ring_name, math.inf)
+    await current.reload_async()
+    return current

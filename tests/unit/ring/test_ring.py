@@ -295,3 +295,17 @@ async def test_reload_async(tmp_path, secrets):
     assert await ring.reload_async() is True
     assert ring.get_part_nodes(0)[0]["id"] == 3
     assert await ring.reload_async(force=True) is True
+
+
+async def test_load_or_refresh_loads_once_then_refreshes(tmp_path) -> None:
+    import array
+
+    from swiftlite.ring.ring import load_or_refresh
+    from swiftlite.ring.ring_io import RingData
+
+    devs = [{"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1", "port": 6200,
+             "device": "sda", "weight": 1.0}]
+    RingData([array.array("H", [0] * 4)], devs, 30).save(str(tmp_path / "object.ring.gz"))
+    first = await load_or_refresh(None, str(tmp_path), "object")
+    assert first.partition_count == 4
+    assert await load_or_refresh(first, str(tmp_path), "object") is first
